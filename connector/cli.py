@@ -1,0 +1,50 @@
+"""The `connector` command line: run | validate | plugins | offsets | tail | simulate | devstack.
+
+Each area owns its sub-command in its own module (``register(subparsers)``); this module only
+assembles them, so a slow import (the simulator, the registry client) is paid only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# (module, attribute) pairs; each module exposes ``register(subparsers) -> None``.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "connector.runtime.cli",
+    "connector.simulator.cli",
+    "connector.devstack.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="connector",
+        description="Kafka Connect-style source connectors: Genesys Cloud notifications to Kafka.",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="root log level (DEBUG, INFO, WARNING, ...)"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""`connector devstack` sub-command (placeholder until the devstack lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    pass

@@ -1,0 +1,48 @@
+"""The source connector contract."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from connector.api.context import ConnectorContext
+from connector.api.errors import ConfigIssue
+from connector.api.spec import PluginSpec
+from connector.api.task import SourceTask
+
+TaskConfig = Mapping[str, Any]
+"""One task's share of the work; JSON-compatible so it can be shown and stored."""
+
+
+class SourceConnector(ABC):
+    """Splits a source into tasks. Lives on the worker's main thread.
+
+    Subclasses set :attr:`spec` and :attr:`task_class`, and implement :meth:`task_configs`.
+    """
+
+    spec: ClassVar[PluginSpec]
+    task_class: ClassVar[type[SourceTask]]
+
+    def validate(self, config: BaseModel) -> list[ConfigIssue]:
+        """Cross-field checks beyond the config model (which the runtime applies first).
+
+        Offline only: no network. Returns every issue found; empty when valid.
+        """
+        return []
+
+    def check_connection(self, config: BaseModel) -> list[ConfigIssue]:
+        """Online checks for ``connector validate --connect`` (credentials, permissions)."""
+        return []
+
+    def start(self, ctx: ConnectorContext) -> None:  # noqa: B027
+        """Called once before :meth:`task_configs`, with the validated config in ``ctx``."""
+
+    @abstractmethod
+    def task_configs(self, max_tasks: int) -> list[TaskConfig]:
+        """Split the work into at most ``max_tasks`` task configs (at least one)."""
+
+    def stop(self) -> None:  # noqa: B027
+        """Called once when the connector stops, after its tasks have stopped."""

@@ -1,0 +1,64 @@
+"""The record a source task hands to the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SourcePartition = Mapping[str, Any]
+"""Where a record comes from, e.g. ``{"topic": "v2.users.x.presence"}``: string keys, primitive
+values. It is part of the offsets-topic key forever, so its keys must never be renamed."""
+
+SourceOffset = Mapping[str, Any]
+"""How far the task got within a source partition: string keys, primitive values."""
+
+Header = tuple[str, bytes | str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AvroSchema:
+    """An Avro schema a plugin attaches to its records.
+
+    ``definition`` is the parsed ``.avsc`` JSON. The converter parses it once and caches it by
+    ``name``, so a plugin should build each schema once and reuse the instance.
+    """
+
+    name: str
+    definition: Mapping[str, Any]
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record on its way to Kafka.
+
+    Args:
+        topic: the Kafka topic.
+        value: the value (a dict for Avro/JSON, ``str``/``bytes`` for the string converter);
+            ``None`` makes a tombstone.
+        key: the key, converted by the key converter (``str`` by default).
+        source_partition: see :data:`SourcePartition`.
+        source_offset: see :data:`SourceOffset`; committed once this record and every record
+            before it in the same source partition are acked by Kafka.
+        timestamp_ms: the record timestamp (epoch ms); ``None`` lets Kafka stamp it.
+        headers: extra Kafka headers.
+        value_schema: the Avro schema of ``value``; needed by the Avro converter.
+        key_schema: the Avro schema of ``key`` when the key converter is Avro.
+
+    >>> r = SourceRecord("t", {"a": 1}, key="k", source_partition={"p": 1}, source_offset={"o": 2})
+    >>> r.topic, r.key
+    ('t', 'k')
+    """
+
+    topic: str
+    value: Any
+    key: Any = None
+    source_partition: SourcePartition | None = None
+    source_offset: SourceOffset | None = None
+    timestamp_ms: int | None = None
+    headers: Sequence[Header] | None = None
+    value_schema: AvroSchema | None = None
+    key_schema: AvroSchema | None = None

@@ -75,6 +75,7 @@ class FakeTaskContext:
     clock: Any = None
     status: dict[str, Any] = field(default_factory=dict)
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.offset_reader is None:
@@ -97,6 +98,28 @@ class FakeTaskContext:
         key = (metric, tuple(sorted(labels.items())))
         with self._lock:
             self.counters[key] = self.counters.get(key, 0.0) + amount
+
+    def dead_letter(
+        self,
+        payload: bytes | str | None,
+        reason: str,
+        *,
+        source_partition: SourcePartition | None = None,
+        source_offset: SourceOffset | None = None,
+        stage: str = "POLL",
+        exception: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            self.dead_letters.append(
+                {
+                    "payload": payload,
+                    "reason": reason,
+                    "source_partition": source_partition,
+                    "source_offset": source_offset,
+                    "stage": stage,
+                    "exception": exception,
+                }
+            )
 
 
 def poll_until(

@@ -1,0 +1,313 @@
+"""Deployment files -> a validated :class:`Deployment`, or every problem at once.
+
+Order: parse YAML (keeping lines) -> resolve ``${...}`` providers -> validate the worker block ->
+for each connector split envelope keys from plugin keys -> validate the envelope -> validate the
+plugin block with the plugin's model -> the connector's own cross-field ``validate()``.
+Each problem becomes a :class:`ConfigIssue` ``file:line: path: message``; secrets never appear.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from connector.api import ConfigError, ConfigIssue, SourceConnector
+from connector.config.loader import KeyPath, SourceDocument, expand_paths, load_document
+from connector.config.models import (
+    ENVELOPE_KEYS,
+    ENVELOPE_PREFIXES,
+    WORKER_PREFIXES,
+    ConnectorEnvelope,
+    WorkerConfig,
+    is_secret_key,
+)
+from connector.config.providers import ProviderResolver
+from connector.runtime.plugins import PluginEntry, discover
+
+_TOP_LEVEL_KEYS = ("worker", "connectors")
+
+
+@dataclass(frozen=True)
+class ConnectorDeployment:
+    """One validated connector: the runtime envelope, the plugin's config and its class."""
+
+    envelope: ConnectorEnvelope
+    plugin_config: BaseModel
+    connector_class: type[SourceConnector]
+    file: str
+
+    @property
+    def name(self) -> str:
+        return self.envelope.name
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A whole validated deployment: one worker and its connectors."""
+
+    worker: WorkerConfig
+    connectors: tuple[ConnectorDeployment, ...]
+    files: tuple[str, ...]
+
+
+def load_deployment(
+    paths: Iterable[str | Path],
+    *,
+    plugins: Mapping[str, PluginEntry] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Deployment:
+    """Validate ``paths`` and return the deployment; raise :class:`ConfigError` listing every
+    issue when anything is wrong."""
+    deployment, issues = validate_paths(paths, plugins=plugins, environ=environ)
+    if issues or deployment is None:
+        raise ConfigError(issues)
+    return deployment
+
+
+def validate_paths(
+    paths: Iterable[str | Path],
+    *,
+    plugins: Mapping[str, PluginEntry] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Deployment | None, list[ConfigIssue]]:
+    files = expand_paths(paths)
+    issues: list[ConfigIssue] = []
+    if not files:
+        return None, [ConfigIssue("", "no deployment files given")]
+    plugins = discover() if plugins is None else plugins
+    environ = os.environ if environ is None else environ
+    worker: WorkerConfig | None = None
+    worker_file: str | None = None
+    connectors: list[ConnectorDeployment] = []
+    names: dict[str, str] = {}
+    for path in files:
+        document, load_issues = load_document(path)
+        issues.extend(load_issues)
+        if document is None:
+            continue
+        report = _Reporter(document, issues)
+        data = document.data
+        if data is None:
+            report((), "the file is empty: expected 'worker:' and/or 'connectors:'")
+            continue
+        if not isinstance(data, dict):
+            report((), "expected a mapping with 'worker:' and/or 'connectors:'")
+            continue
+        data = ProviderResolver(path.parent, environ).resolve(data, (), report)
+        for key in data:
+            if key not in _TOP_LEVEL_KEYS:
+                report((key,), f"unknown key{_suggest(str(key), _TOP_LEVEL_KEYS)}")
+        if "worker" in data:
+            if worker_file is not None:
+                report(("worker",), f"the worker is already configured in {worker_file}")
+            else:
+                worker_file = document.file
+                worker = _validate_worker(data["worker"], report)
+        for index, block in _connector_blocks(data.get("connectors"), report):
+            validated = _validate_connector(block, ("connectors", index), plugins, report)
+            if validated is None:
+                continue
+            previous = names.get(validated.name)
+            if previous is not None:
+                report(
+                    ("connectors", index, "name"),
+                    f"connector name '{validated.name}' is already used in {previous}",
+                )
+                continue
+            names[validated.name] = document.file
+            connectors.append(validated)
+    if worker is None and worker_file is None:
+        worker = WorkerConfig()
+    if issues or worker is None:
+        return None, issues
+    return Deployment(worker, tuple(connectors), tuple(str(f) for f in files)), issues
+
+
+class _Reporter:
+    """Turns a key path into a located issue; remembers connector display names."""
+
+    def __init__(self, document: SourceDocument, issues: list[ConfigIssue]) -> None:
+        self.document = document
+        self.issues = issues
+        self.labels: dict[KeyPath, str] = {}
+
+    def __call__(self, path: KeyPath, message: str) -> None:
+        self.issues.append(
+            ConfigIssue(
+                self.display(path),
+                message,
+                file=self.document.file,
+                line=self.document.line_of(path),
+            )
+        )
+
+    def display(self, path: KeyPath) -> str:
+        text = ""
+        for end, part in enumerate(path, start=1):
+            if isinstance(part, int):
+                label = self.labels.get(path[:end], str(part))
+                text += f"[{label}]"
+            else:
+                text += f".{part}" if text else str(part)
+        return text
+
+
+def _connector_blocks(raw: Any, report: _Reporter) -> list[tuple[int | str, dict[str, Any]]]:
+    if raw is None:
+        return []
+    blocks: list[tuple[int | str, dict[str, Any]]] = []
+    if isinstance(raw, dict):  # connectors: {name: {...}} is accepted too
+        for name, block in raw.items():
+            if not isinstance(block, dict):
+                report(("connectors", name), "expected a mapping of connector settings")
+                continue
+            blocks.append((name, {"name": name, **block}))
+        return blocks
+    if not isinstance(raw, list):
+        report(("connectors",), "expected a list of connectors")
+        return []
+    for index, block in enumerate(raw):
+        if not isinstance(block, dict):
+            report(("connectors", index), "expected a mapping of connector settings")
+            continue
+        if isinstance(block.get("name"), str):
+            report.labels[("connectors", index)] = block["name"]
+        blocks.append((index, block))
+    return blocks
+
+
+def _validate_worker(raw: Any, report: _Reporter) -> WorkerConfig | None:
+    if not isinstance(raw, dict):
+        report(("worker",), "expected a mapping of worker settings")
+        return None
+    fields = {f.alias for f in WorkerConfig.model_fields.values()}
+    values: dict[str, Any] = {"producer": {}, "schema.registry": {}}
+    for key, value in raw.items():
+        prefix = next((p for p in WORKER_PREFIXES if key.startswith(p)), None)
+        if key in fields and key not in values:
+            values[key] = value
+        elif key in ("producer", "schema.registry") and isinstance(value, dict):
+            values[key].update(value)
+        elif prefix is not None and key not in fields:
+            values[prefix[:-1]][key[len(prefix) :]] = value
+        else:
+            values[key] = value
+    try:
+        return WorkerConfig.model_validate(values)
+    except ValidationError as exc:
+        _report_validation(exc, ("worker",), fields, report)
+        return None
+
+
+def _validate_connector(
+    block: dict[str, Any],
+    path: KeyPath,
+    plugins: Mapping[str, PluginEntry],
+    report: _Reporter,
+) -> ConnectorDeployment | None:
+    envelope_values: dict[str, Any] = {}
+    prefixed: dict[str, dict[str, Any]] = {p: {} for p in ENVELOPE_PREFIXES}
+    plugin_values: dict[str, Any] = {}
+    for key, value in block.items():
+        key = str(key)
+        prefix = next((p for p in ENVELOPE_PREFIXES if key.startswith(p)), None)
+        if key in ENVELOPE_KEYS:
+            envelope_values["plugin" if key == "connector.class" else key] = value
+        elif prefix is not None:
+            prefixed[prefix][key[len(prefix) :]] = value
+        else:
+            plugin_values[key] = value
+    for prefix, values in prefixed.items():
+        envelope_values[prefix + "*"] = values
+    ok = True
+    envelope: ConnectorEnvelope | None = None
+    try:
+        envelope = ConnectorEnvelope.model_validate(envelope_values)
+    except ValidationError as exc:
+        ok = False
+        _report_validation(exc, path, ENVELOPE_KEYS, report)
+    plugin_name = envelope_values.get("plugin")
+    if not isinstance(plugin_name, str):
+        return None
+    entry = plugins.get(plugin_name)
+    plugin_path = path + ("plugin" if "plugin" in block else "connector.class",)
+    if entry is None:
+        report(
+            plugin_path,
+            f"unknown plugin '{plugin_name}'{_suggest(plugin_name, plugins)}"
+            f" (installed: {', '.join(sorted(plugins)) or 'none'})",
+        )
+        return None
+    if entry.connector_class is None:
+        report(plugin_path, f"plugin '{plugin_name}' failed to load: {entry.error}")
+        return None
+    model = entry.connector_class.spec.config_model
+    try:
+        plugin_config = model.model_validate(plugin_values)
+    except ValidationError as exc:
+        allowed = {f.alias or n for n, f in model.model_fields.items()} | ENVELOPE_KEYS
+        _report_validation(exc, path, allowed, report)
+        return None
+    for issue in entry.connector_class().validate(plugin_config):
+        sub = tuple(int(p) if p.isdigit() else p for p in _split_issue_path(issue.path))
+        report(path + sub, issue.message)
+        ok = False
+    if not ok or envelope is None:
+        return None
+    return ConnectorDeployment(envelope, plugin_config, entry.connector_class, report.document.file)
+
+
+def _split_issue_path(path: str) -> list[str]:
+    """``genesys.subscriptions[2].ids[0]`` -> the raw key path, keeping dotted keys whole.
+
+    Plugin issue paths name the dotted key first, then ``[index]`` selectors and nested keys.
+    """
+    parts: list[str] = []
+    head, _, rest = path.partition("[")
+    if head:
+        parts.append(head)
+    while rest:
+        index, _, rest = rest.partition("]")
+        parts.append(index)
+        if rest.startswith("."):
+            nested, _, rest = rest[1:].partition("[")
+            parts.append(nested)
+        else:
+            rest = rest[1:] if rest.startswith("[") else rest
+    return parts
+
+
+def _report_validation(
+    exc: ValidationError, base: KeyPath, allowed: Iterable[str], report: _Reporter
+) -> None:
+    for error in exc.errors():
+        loc: tuple[Any, ...] = tuple(error["loc"])
+        if loc and isinstance(loc[0], str) and loc[0].endswith(".*"):
+            loc = (loc[0][:-1] + ".".join(str(p) for p in loc[1:]),)
+        path = base + loc
+        key = str(loc[-1]) if loc else ""
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            report(path, f"unknown key{_suggest(key, allowed)}")
+        elif kind == "missing":
+            report(path, "missing required setting")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            secret = any(is_secret_key(str(p)) for p in loc)
+            shown = "[hidden]" if secret else repr(error.get("input"))
+            report(path, f"Invalid value {shown} for {'.'.join(map(str, loc))}: {message}")
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def format_issues(issues: Sequence[ConfigIssue]) -> str:
+    return "\n".join(str(issue) for issue in issues)

@@ -1,0 +1,50 @@
+"""Plugin discovery through the ``connector.plugins`` entry-point group.
+
+A third-party package adds a connector by declaring, in its own ``pyproject.toml``::
+
+    [project.entry-points."connector.plugins"]
+    my_source = "my_package.connector:MySourceConnector"
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+
+from connector.api import SourceConnector
+
+ENTRY_POINT_GROUP = "connector.plugins"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """A discovered plugin: its class, or why it could not be loaded."""
+
+    name: str
+    target: str
+    connector_class: type[SourceConnector] | None
+    error: str | None = None
+
+
+@cache
+def discover() -> dict[str, PluginEntry]:
+    """Load every registered plugin once. A broken plugin is reported, not fatal for others."""
+    found: dict[str, PluginEntry] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # a broken third-party plugin must not break the others
+            logger.warning("plugin %s (%s) failed to load: %s", entry.name, entry.value, exc)
+            found[entry.name] = PluginEntry(entry.name, entry.value, None, f"{exc!r}")
+            continue
+        if not (isinstance(loaded, type) and issubclass(loaded, SourceConnector)):
+            found[entry.name] = PluginEntry(
+                entry.name, entry.value, None, "entry point is not a SourceConnector subclass"
+            )
+            continue
+        found[entry.name] = PluginEntry(entry.name, entry.value, loaded)
+    return found

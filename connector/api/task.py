@@ -34,13 +34,6 @@ class SourceTask(ABC):
         :class:`~connector.api.errors.RetriableError` makes the runtime back off and poll again.
         """
 
-    def commit_record(self, record: SourceRecord, topic_partition: int | None) -> None:  # noqa: B027
-        """Hook: ``record`` was acked by Kafka (``topic_partition`` is its Kafka partition) or,
-        when it was filtered or sent to the dead-letter topic, ``None``.
-
-        Called on the task thread, after the ack. Must not block. Default: nothing.
-        """
-
     def commit(self) -> None:  # noqa: B027
         """Hook: the offsets returned so far are durable in the offsets topic.
 

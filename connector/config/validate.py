@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from connector.api import ConfigError, ConfigIssue, SourceConnector
 from connector.config.loader import KeyPath, SourceDocument, expand_paths, load_document
 from connector.config.models import (
+    CONVERTER_ALIASES,
     ENVELOPE_KEYS,
     ENVELOPE_PREFIXES,
     WORKER_PREFIXES,
@@ -29,6 +30,7 @@ from connector.config.models import (
 )
 from connector.config.providers import ProviderResolver
 from connector.runtime.plugins import PluginEntry, discover
+from connector.serde.factory import check_converter_config
 
 _TOP_LEVEL_KEYS = ("worker", "connectors")
 
@@ -85,6 +87,7 @@ def validate_paths(
     worker: WorkerConfig | None = None
     worker_file: str | None = None
     connectors: list[ConnectorDeployment] = []
+    located: list[tuple[ConnectorDeployment, _Reporter, KeyPath]] = []
     names: dict[str, str] = {}
     for path in files:
         document, load_issues = load_document(path)
@@ -122,8 +125,24 @@ def validate_paths(
                 continue
             names[validated.name] = document.file
             connectors.append(validated)
+            located.append((validated, report, ("connectors", index)))
     if worker is None and worker_file is None:
         worker = WorkerConfig()
+    if worker is not None:
+        for validated, report, path in located:
+            envelope = validated.envelope
+            for role, kind, config in (
+                ("key", envelope.key_converter, envelope.key_converter_config),
+                ("value", envelope.value_converter, envelope.value_converter_config),
+            ):
+                if kind == "avro" and not (
+                    config.get("schema.registry.url") or worker.schema_registry_url
+                ):
+                    report(
+                        (*path, f"{role}.converter"),
+                        "the avro converter needs a schema registry: set worker "
+                        f"schema.registry.url or {role}.converter.schema.registry.url",
+                    )
     if issues or worker is None:
         return None, issues
     return Deployment(worker, tuple(connectors), tuple(str(f) for f in files)), issues
@@ -226,6 +245,12 @@ def _validate_connector(
     for prefix, values in prefixed.items():
         envelope_values[prefix + "*"] = values
     ok = True
+    for role in ("key", "value"):
+        kind = envelope_values.get(f"{role}.converter", "string" if role == "key" else "avro")
+        kind = CONVERTER_ALIASES.get(str(kind), str(kind))
+        for key, message in check_converter_config(kind, prefixed[f"{role}.converter."]):
+            report((*path, f"{role}.converter.{key}"), message)
+            ok = False
     envelope: ConnectorEnvelope | None = None
     try:
         envelope = ConnectorEnvelope.model_validate(envelope_values)

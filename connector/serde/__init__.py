@@ -1,1 +1,1 @@
-"""serde."""
+"""Converters: Avro through a schema registry (Confluent wire format), JSON, string, bytes."""

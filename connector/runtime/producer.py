@@ -1,0 +1,73 @@
+"""The worker's shared data producer and the thread that serves its delivery callbacks.
+
+librdkafka runs delivery callbacks inside ``poll()`` on the calling thread. One dedicated
+poller thread calls it continuously, so acks arrive within milliseconds whatever the tasks are
+doing, and task threads only ever ``produce``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+logger = logging.getLogger(__name__)
+
+# Throughput-friendly defaults; every one can be overridden with worker ``producer.*`` keys.
+DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
+    "linger.ms": 5,
+    "batch.num.messages": 10000,
+    "batch.size": 1_000_000,
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 524_288,
+    "compression.type": "lz4",
+}
+# Never overridable: the delivery guarantee rests on these.
+REQUIRED_PRODUCER_CONFIG: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
+
+
+class DataProducer:
+    """One idempotent ``acks=all`` producer per worker, plus its poller thread."""
+
+    def __init__(self, bootstrap_servers: str, overrides: Mapping[str, Any] | None = None) -> None:
+        self._fatal: KafkaError | None = None
+        conf: dict[str, Any] = {
+            **DEFAULT_PRODUCER_CONFIG,
+            **dict(overrides or {}),
+            **REQUIRED_PRODUCER_CONFIG,
+            "bootstrap.servers": bootstrap_servers,
+            "error_cb": self._on_error,
+        }
+        self.producer = Producer(conf)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name="producer-poller", daemon=True)
+        self._thread.start()
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+            logger.error("Kafka producer fatal error: %s", err)
+        else:
+            logger.warning("Kafka producer: %s", err)
+
+    @property
+    def fatal_error(self) -> KafkaError | None:
+        return self._fatal
+
+    def _poll_loop(self) -> None:
+        poll = self.producer.poll
+        while not self._stop.is_set():
+            poll(0.05)
+
+    def flush(self, timeout_s: float) -> int:
+        return int(self.producer.flush(timeout_s))
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        remaining = self.flush(timeout_s)
+        if remaining:
+            logger.error("%d records were still unacknowledged at shutdown", remaining)
+        self._stop.set()
+        self._thread.join(timeout=2.0)

@@ -31,6 +31,7 @@ from connector.config.models import (
 from connector.config.providers import ProviderResolver
 from connector.runtime.plugins import PluginEntry, discover
 from connector.serde.factory import check_converter_config
+from connector.transforms.chain import chain_issues
 
 _TOP_LEVEL_KEYS = ("worker", "connectors")
 
@@ -257,6 +258,18 @@ def _validate_connector(
     except ValidationError as exc:
         ok = False
         _report_validation(exc, path, ENVELOPE_KEYS, report)
+    if envelope is not None:
+        chain_problems = chain_issues(
+            envelope.transforms,
+            prefixed["transforms."],
+            envelope.predicates,
+            prefixed["predicates."],
+        )
+    else:
+        chain_problems = []
+    for key, message in chain_problems:
+        report((*path, key), message)
+        ok = False
     plugin_name = envelope_values.get("plugin")
     if not isinstance(plugin_name, str):
         return None

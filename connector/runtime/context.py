@@ -1,0 +1,103 @@
+"""The runtime's implementations of the contexts handed to connectors and tasks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from connector.api import OffsetReader, SourceOffset, SourcePartition
+from connector.runtime.metrics import plugin_counter
+from connector.runtime.status import TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input a task handed over through :meth:`RuntimeTaskContext.dead_letter`."""
+
+    payload: bytes | str | None
+    reason: str
+    source_partition: SourcePartition | None
+    source_offset: SourceOffset | None
+    stage: str
+    exception: BaseException | None
+
+
+class RuntimeTaskContext:
+    """:class:`~connector.api.TaskContext` for one task run."""
+
+    def __init__(
+        self,
+        *,
+        connector_name: str,
+        task_id: int,
+        config: BaseModel,
+        task_config: Mapping[str, Any],
+        offset_reader: OffsetReader,
+        status: TaskStatus,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.connector_name = connector_name
+        self.task_id = task_id
+        self.config = config
+        self.task_config = task_config
+        self.offset_reader = offset_reader
+        self.clock = clock
+        self.logger = logging.LoggerAdapter(
+            logging.getLogger(f"connector.task.{connector_name}"),
+            {"connector": connector_name, "task": task_id},
+        )
+        self._status = status
+        self._dead_letters: list[DeadLetter] = []
+        self._lock = threading.Lock()
+
+    def set_status_detail(self, name: str, value: Any) -> None:
+        self._status.detail(name, value)
+
+    def count(self, metric: str, amount: float = 1.0, **labels: str) -> None:
+        plugin_counter(metric, tuple(sorted(labels))).labels(
+            connector=self.connector_name, task=str(self.task_id), **labels
+        ).inc(amount)
+
+    def dead_letter(
+        self,
+        payload: bytes | str | None,
+        reason: str,
+        *,
+        source_partition: SourcePartition | None = None,
+        source_offset: SourceOffset | None = None,
+        stage: str = "POLL",
+        exception: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            self._dead_letters.append(
+                DeadLetter(payload, reason, source_partition, source_offset, stage, exception)
+            )
+
+    def take_dead_letters(self) -> list[DeadLetter]:
+        with self._lock:
+            taken, self._dead_letters = self._dead_letters, []
+        return taken
+
+
+class RuntimeConnectorContext:
+    """:class:`~connector.api.ConnectorContext` for one connector."""
+
+    def __init__(
+        self, *, connector_name: str, config: BaseModel, offset_reader: OffsetReader
+    ) -> None:
+        self.connector_name = connector_name
+        self.config = config
+        self.offset_reader = offset_reader
+        self.logger = logging.LoggerAdapter(
+            logging.getLogger(f"connector.{connector_name}"), {"connector": connector_name}
+        )
+        self.details: dict[str, Any] = {}
+
+    def set_status_detail(self, name: str, value: Any) -> None:
+        self.details[name] = value

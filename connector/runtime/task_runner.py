@@ -1,0 +1,432 @@
+"""One task's loop: poll -> transforms -> converters -> producer -> acks -> offset commit.
+
+The runner owns one thread. Stages are small methods; there are no inheritance hooks. Offsets
+are committed from this loop (no committer thread) because ``poll`` returns regularly, and
+never by flushing the data producer: only the acked prefix of each source partition is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from connector.api import (
+    ConversionError,
+    RetriableError,
+    SourceRecord,
+    SourceTask,
+    TaskFailedError,
+)
+from connector.config.models import ConnectorEnvelope, WorkerConfig
+from connector.runtime import metrics
+from connector.runtime.context import DeadLetter, RuntimeTaskContext
+from connector.runtime.offset_store import KafkaOffsetStore
+from connector.runtime.producer import DataProducer
+from connector.runtime.status import State, TaskStatus
+from connector.runtime.submitted import Submitted, SubmittedRecords
+from connector.serde.converter import Converter
+from connector.ws.backoff import ExponentialBackoff
+
+logger = logging.getLogger(__name__)
+
+Transform = Callable[[SourceRecord], SourceRecord | None]
+TopicEnsurer = Callable[[str], None]
+
+POLL_TIMEOUT_S = 0.2
+_ERROR_HEADER = "__connect.errors."
+
+
+class SourceTaskRunner:
+    """Runs one :class:`SourceTask` on its own thread until stopped or failed."""
+
+    def __init__(
+        self,
+        *,
+        task: SourceTask,
+        ctx: RuntimeTaskContext,
+        status: TaskStatus,
+        envelope: ConnectorEnvelope,
+        worker: WorkerConfig,
+        producer: DataProducer,
+        offset_store: KafkaOffsetStore,
+        key_converter: Converter,
+        value_converter: Converter,
+        transform: Transform | None,
+        ensure_topic: TopicEnsurer,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.task = task
+        self.ctx = ctx
+        self.status = status
+        self.envelope = envelope
+        self.worker = worker
+        self._producer = producer
+        self._produce = producer.producer.produce
+        self._poll_producer = producer.producer.poll
+        self._offset_store = offset_store
+        self._key_converter = key_converter
+        self._value_converter = value_converter
+        self._transform = transform
+        self._ensure_topic = ensure_topic
+        self._known_topics: set[str] = set()
+        self._clock = clock
+        self.submitted = SubmittedRecords()
+        self.submitted.set_failure_handler(self._on_delivery_failure)
+        self._uncommitted: dict[Any, tuple[Any, Any]] = {}
+        self._stop = threading.Event()
+        self._labels = {"connector": ctx.connector_name, "task": str(ctx.task_id)}
+        self._retry_started: float | None = None
+        self._retry_backoff = ExponentialBackoff(
+            initial_s=0.3, max_s=envelope.errors_retry_delay_max_ms / 1000.0
+        )
+        self.thread = threading.Thread(
+            target=self._run, name=f"task-{ctx.connector_name}-{ctx.task_id}", daemon=True
+        )
+        self.error: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the loop to finish (any thread). The task's own ``stop`` is called from the loop's
+        shutdown path, and also here so that a blocking ``poll`` returns promptly."""
+        self._stop.set()
+        try:
+            self.task.stop()
+        except Exception:
+            logger.exception("task %s-%d stop() failed", self.ctx.connector_name, self.ctx.task_id)
+
+    def join(self, timeout_s: float) -> bool:
+        self.thread.join(timeout_s)
+        return not self.thread.is_alive()
+
+    @property
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _run(self) -> None:
+        name = f"{self.ctx.connector_name}-{self.ctx.task_id}"
+        pending: list[SourceRecord] = []
+        try:
+            self.task.start(self.ctx)
+            self.status.set(State.RUNNING)
+            logger.info("task %s started", name)
+            next_commit = self._clock() + self.worker.offset_flush_interval_ms / 1000.0
+            while not self._stop.is_set():
+                if not pending:
+                    pending = self._poll_task()
+                self._send_dead_letters(self.ctx.take_dead_letters())
+                if pending:
+                    pending = self._send(pending)
+                self.submitted.raise_if_failed()
+                self._check_producer()
+                if self._clock() >= next_commit:
+                    self.commit()
+                    next_commit = self._clock() + self.worker.offset_flush_interval_ms / 1000.0
+            self._shutdown(pending)
+            self.status.set(State.STOPPED)
+            logger.info("task %s stopped", name)
+        except BaseException as exc:
+            self.error = exc
+            self.status.set(State.FAILED, "".join(traceback.format_exception(exc)))
+            logger.error("task %s failed: %s", name, exc)
+            self._stop_task_quietly()
+            self._commit_quietly()
+
+    def _poll_task(self) -> list[SourceRecord]:
+        try:
+            records = self.task.poll(POLL_TIMEOUT_S)
+        except RetriableError as exc:
+            delay = self._retry_backoff.next_delay()
+            logger.warning("task poll failed, retrying in %.1fs: %s", delay, exc)
+            self._stop.wait(delay)
+            return []
+        if records:
+            metrics.RECORDS_POLLED.labels(**self._labels).inc(len(records))
+        return records
+
+    def _check_producer(self) -> None:
+        fatal = self._producer.fatal_error
+        if fatal is not None:
+            raise TaskFailedError(f"Kafka producer failed fatally: {fatal}")
+
+    # -- send ------------------------------------------------------------------------------
+
+    def _send(self, records: list[SourceRecord]) -> list[SourceRecord]:
+        """Convert and produce ``records``; return the unsent tail when a retriable failure
+        (registry outage) or a full producer queue interrupts the batch."""
+        produce = self._produce
+        submit = self.submitted.submit
+        transform = self._transform
+        key_convert = self._key_converter.convert
+        value_convert = self._value_converter.convert
+        dumps = orjson.dumps
+        written = 0
+        for index, record in enumerate(records):
+            partition = record.source_partition
+            partition_key = dumps(partition) if partition is not None else None
+            stage = "TRANSFORMATION"
+            try:
+                if transform is not None:
+                    transformed = transform(record)
+                    if transformed is None:
+                        self.submitted.submit_acked(partition_key, partition, record.source_offset)
+                        metrics.RECORDS_FILTERED.labels(**self._labels).inc()
+                        continue
+                    record = transformed
+                topic = record.topic
+                stage = "KEY_CONVERTER"
+                key = key_convert(topic, record.key, record.key_schema)
+                stage = "VALUE_CONVERTER"
+                value = value_convert(topic, record.value, record.value_schema)
+            except RetriableError as exc:
+                if self._retry_exhausted():
+                    self._tolerate(record, partition_key, stage, exc)
+                    continue
+                delay = self._retry_backoff.next_delay()
+                logger.warning("%s; retrying in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                metrics.RECORDS_WRITTEN.labels(**self._labels).inc(written)
+                return records[index:]
+            except Exception as exc:
+                self._tolerate(record, partition_key, stage, exc)
+                continue
+            if self._retry_started is not None:
+                self._retry_started = None
+                self._retry_backoff.reset()
+            if topic not in self._known_topics:
+                self._ensure_topic(topic)
+                self._known_topics.add(topic)
+            handle = submit(partition_key, partition, record.source_offset)
+            self._produce_with_backpressure(
+                produce,
+                topic,
+                value,
+                key,
+                record.headers,
+                record.timestamp_ms or 0,
+                handle,
+            )
+            written += 1
+        metrics.RECORDS_WRITTEN.labels(**self._labels).inc(written)
+        return []
+
+    def _produce_with_backpressure(
+        self,
+        produce: Callable[..., None],
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Any,
+        timestamp: int,
+        handle: Submitted,
+    ) -> None:
+        while True:
+            try:
+                produce(
+                    topic,
+                    value,
+                    key,
+                    headers=headers,
+                    timestamp=timestamp,
+                    on_delivery=handle.on_delivery,
+                )
+                return
+            except BufferError:
+                # librdkafka's queue is full: Kafka is slower than the source. Wait for acks
+                # (the poller thread serves them) rather than dropping or growing memory.
+                self._poll_producer(0.05)
+
+    def _retry_exhausted(self) -> bool:
+        timeout_ms = self.envelope.errors_retry_timeout
+        now = self._clock()
+        if self._retry_started is None:
+            self._retry_started = now
+        return timeout_ms >= 0 and (now - self._retry_started) * 1000.0 >= timeout_ms
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _tolerate(
+        self, record: SourceRecord, partition_key: Any, stage: str, exc: BaseException
+    ) -> None:
+        """Apply ``errors.tolerance`` to a record that failed ``stage``."""
+        name = self.ctx.connector_name
+        if isinstance(exc, ConversionError):
+            exc.connector, exc.topic, exc.stage = name, record.topic, stage
+            exc.source_partition, exc.source_offset = record.source_partition, record.source_offset
+        if self.envelope.errors_tolerance == "none":
+            raise TaskFailedError(
+                f"Tolerance exceeded in error handler: connector {name} failed at stage {stage} "
+                f"for topic {record.topic}, source partition {_json(record.source_partition)}, "
+                f"source offset {_json(record.source_offset)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        metrics.ERRORS_TOLERATED.labels(**self._labels).inc()
+        payload = _dump_value(record.value)
+        self._dead_letter_or_log(
+            DeadLetter(
+                payload, str(exc), record.source_partition, record.source_offset, stage, exc
+            ),
+            original_topic=record.topic,
+            key=record.key,
+            partition_key=partition_key,
+        )
+
+    def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            partition_key = (
+                orjson.dumps(letter.source_partition) if letter.source_partition else None
+            )
+            if self.envelope.errors_deadletterqueue_topic_name is None:
+                if self.envelope.errors_tolerance == "none":
+                    raise TaskFailedError(
+                        f"connector {self.ctx.connector_name} got input it cannot convert at stage "
+                        f"{letter.stage} (source partition {_json(letter.source_partition)}, "
+                        f"offset {_json(letter.source_offset)}): {letter.reason}; set "
+                        "errors.deadletterqueue.topic.name to keep such input and go on"
+                    )
+                metrics.ERRORS_TOLERATED.labels(**self._labels).inc()
+            self._dead_letter_or_log(
+                letter, original_topic=None, key=None, partition_key=partition_key
+            )
+
+    def _dead_letter_or_log(
+        self, letter: DeadLetter, *, original_topic: str | None, key: Any, partition_key: Any
+    ) -> None:
+        topic = self.envelope.errors_deadletterqueue_topic_name
+        envelope = self.envelope
+        if envelope.errors_log_enable or topic is None:
+            logger.error(
+                "Error encountered in task %s-%d. Executing stage '%s'. Reason: %s%s",
+                self.ctx.connector_name,
+                self.ctx.task_id,
+                letter.stage,
+                letter.reason,
+                f" payload={letter.payload!r}" if envelope.errors_log_include_messages else "",
+            )
+        if topic is None:
+            self.submitted.submit_acked(
+                partition_key, letter.source_partition, letter.source_offset
+            )
+            return
+        if topic not in self._known_topics:
+            self._ensure_topic(topic)
+            self._known_topics.add(topic)
+        headers = self._error_headers(letter, original_topic)
+        payload = (
+            letter.payload.encode("utf-8") if isinstance(letter.payload, str) else letter.payload
+        )
+        key_bytes = (
+            key.encode("utf-8") if isinstance(key, str) else key if isinstance(key, bytes) else None
+        )
+        handle = self.submitted.submit(partition_key, letter.source_partition, letter.source_offset)
+        self._produce_with_backpressure(
+            self._produce, topic, payload, key_bytes, headers, 0, handle
+        )
+        metrics.DEAD_LETTERED.labels(**self._labels).inc()
+
+    def _error_headers(
+        self, letter: DeadLetter, original_topic: str | None
+    ) -> list[tuple[str, bytes]]:
+        exc = letter.exception
+        headers = {
+            "connector.name": self.ctx.connector_name,
+            "task.id": str(self.ctx.task_id),
+            "stage": letter.stage,
+            "exception.class.name": (
+                f"{type(exc).__module__}.{type(exc).__qualname__}" if exc else "MalformedInput"
+            ),
+            "exception.message": letter.reason,
+            "source.partition": _json(letter.source_partition),
+            "source.offset": _json(letter.source_offset),
+        }
+        if original_topic is not None:
+            headers["topic"] = original_topic
+        if exc is not None:
+            headers["exception.stacktrace"] = "".join(traceback.format_exception(exc))[-8000:]
+        return [(_ERROR_HEADER + name, value.encode("utf-8")) for name, value in headers.items()]
+
+    def _on_delivery_failure(self, handle: Submitted, err: Any) -> bool:
+        """Producer thread: a record Kafka refused. Tolerated under ``all`` (logged, counted),
+        as Connect does for KAFKA_PRODUCE; under ``none`` the task fails."""
+        if self.envelope.errors_tolerance == "all":
+            logger.error(
+                "Kafka refused a record of %s (offset %s): %s; tolerated",
+                self.ctx.connector_name,
+                _json(handle.offset),
+                err,
+            )
+            metrics.ERRORS_TOLERATED.labels(**self._labels).inc()
+            return True
+        return False
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def commit(self) -> bool:
+        """Write the acked prefix of every source partition to the offsets topic."""
+        self._uncommitted.update(self.submitted.committable())
+        metrics.IN_FLIGHT.labels(**self._labels).set(self.submitted.in_flight)
+        if not self._uncommitted:
+            return True
+        try:
+            self._offset_store.write(self.ctx.connector_name, list(self._uncommitted.values()))
+        except Exception as exc:
+            metrics.OFFSET_COMMITS.labels(**self._labels, outcome="failure").inc()
+            logger.warning("offset commit failed, will retry: %s", exc)
+            return False
+        metrics.OFFSET_COMMITS.labels(**self._labels, outcome="success").inc()
+        self._uncommitted.clear()
+        self.task.commit()
+        return True
+
+    def _shutdown(self, pending: list[SourceRecord]) -> None:
+        """Graceful stop: stop the source, send what was already polled, wait (bounded) for
+        the acks, commit."""
+        deadline = self._clock() + self.worker.task_shutdown_graceful_timeout_ms / 1000.0
+        self._stop_task_quietly()
+        self._send_dead_letters(self.ctx.take_dead_letters())
+        while pending and self._clock() < deadline:
+            pending = self._send(pending)
+        remaining = max(0.0, deadline - self._clock())
+        if not self.submitted.wait_all_acked(remaining):
+            logger.warning(
+                "task %s-%d: %d records unacked at shutdown; their offsets are not committed",
+                self.ctx.connector_name,
+                self.ctx.task_id,
+                self.submitted.in_flight,
+            )
+        self.commit()
+
+    def _stop_task_quietly(self) -> None:
+        try:
+            self.task.stop()
+        except Exception:
+            logger.exception("task stop() failed")
+
+    def _commit_quietly(self) -> None:
+        try:
+            self.commit()
+        except Exception:
+            logger.exception("final offset commit failed")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(dict(value)).decode() if value is not None else "null"
+
+
+def _dump_value(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return repr(value).encode("utf-8")

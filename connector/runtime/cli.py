@@ -1,9 +1,188 @@
-"""`connector runtime` sub-command (placeholder until the runtime lands)."""
+"""``connector run | validate | plugins | tail | offsets``: the runtime's sub-commands."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from connector.api import ConfigError
+
+EXIT_INVALID = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    run = subparsers.add_parser("run", help="run a deployment until SIGTERM/Ctrl-C")
+    run.add_argument("files", nargs="+", help="deployment YAML files or directories")
+    run.set_defaults(handler=_run)
+
+    validate = subparsers.add_parser("validate", help="check deployment files; exit 2 if invalid")
+    validate.add_argument("files", nargs="+")
+    validate.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check online: broker, schema registry, plugin credentials and permissions",
+    )
+    validate.set_defaults(handler=_validate)
+
+    plugins = subparsers.add_parser("plugins", help="list installed connector plugins")
+    plugins.set_defaults(handler=_plugins)
+
+    tail = subparsers.add_parser("tail", help="print a topic's records, Avro decoded")
+    tail.add_argument("topic")
+    tail.add_argument("--bootstrap-servers", default=None)
+    tail.add_argument("--schema-registry-url", default=None)
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("-n", "--max-records", type=int, default=0, help="stop after N records")
+    tail.add_argument("--timeout", type=float, default=0, help="stop after N idle seconds")
+    tail.set_defaults(handler=_tail)
+
+    offsets = subparsers.add_parser("offsets", help="list committed source offsets")
+    offsets.add_argument("files", nargs="+")
+    offsets.add_argument("--connector", default=None, help="only this connector")
+    offsets.set_defaults(handler=_offsets)
+
+
+def _load(files: list[str]) -> Any:
+    from connector.config.validate import load_deployment
+
+    try:
+        return load_deployment(files)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"invalid deployment: {len(exc.issues)} problem(s)", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from connector.runtime.rest import RestServer
+    from connector.runtime.worker import Worker
+
+    deployment = _load(args.files)
+    if deployment is None:
+        return EXIT_INVALID
+    worker = Worker(deployment)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        print(f"received {signal.Signals(signum).name}, stopping", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    rest = None
+    if deployment.worker.rest_port is not None:
+        rest = RestServer(worker, deployment.worker.rest_host, deployment.worker.rest_port)
+        rest.start()
+        print(f"REST API on {rest.url}", file=sys.stderr)
+    try:
+        worker.run(stop)
+    finally:
+        if rest is not None:
+            rest.stop()
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    deployment = _load(args.files)
+    if deployment is None:
+        return EXIT_INVALID
+    problems: list[str] = []
+    if args.connect:
+        problems = _connection_checks(deployment)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+    names = ", ".join(c.name for c in deployment.connectors) or "no connectors"
+    if problems:
+        print(f"invalid deployment: {len(problems)} problem(s) found online", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"valid: {len(deployment.connectors)} connector(s) ({names})")
+    return 0
+
+
+def _connection_checks(deployment: Any) -> list[str]:
+    from confluent_kafka.admin import AdminClient
+
+    from connector.serde.factory import registry_client
+
+    problems: list[str] = []
+    worker = deployment.worker
+    try:
+        AdminClient({"bootstrap.servers": worker.bootstrap_servers}).list_topics(timeout=10)
+    except Exception as exc:
+        problems.append(f"worker.bootstrap.servers: cannot reach Kafka: {exc}")
+    urls = {worker.schema_registry_url} | {
+        c.envelope.value_converter_config.get("schema.registry.url") for c in deployment.connectors
+    }
+    for url in sorted(u for u in urls if u):
+        try:
+            registry_client(url, worker.schema_registry).get_subjects()
+        except Exception as exc:
+            problems.append(f"schema.registry.url: cannot reach {url}: {type(exc).__name__}")
+    for connector in deployment.connectors:
+        for issue in connector.connector_class().check_connection(connector.plugin_config):
+            problems.append(f"{connector.file}: connectors[{connector.name}].{issue}")
+    return problems
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from connector.runtime.plugins import discover
+
+    for name, entry in sorted(discover().items()):
+        if entry.connector_class is None:
+            print(f"{name}\tBROKEN\t{entry.target}\t{entry.error}")
+            continue
+        spec = entry.connector_class.spec
+        print(f"{name}\t{spec.version}\t{spec.status}\t{spec.summary}")
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    import os
+
+    from connector.runtime.tail import tail_topic
+
+    bootstrap = args.bootstrap_servers or os.environ.get(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"
+    )
+    registry = args.schema_registry_url or os.environ.get(
+        "SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for line in tail_topic(
+        args.topic,
+        bootstrap,
+        registry,
+        from_beginning=args.from_beginning,
+        max_records=args.max_records,
+        idle_timeout_s=args.timeout,
+        stop=stop,
+    ):
+        print(line, flush=True)
+    return 0
+
+
+def _offsets(args: argparse.Namespace) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    from connector.runtime.offset_store import KafkaOffsetStore
+
+    deployment = _load(args.files)
+    if deployment is None:
+        return EXIT_INVALID
+    worker = deployment.worker
+    store = KafkaOffsetStore(worker.bootstrap_servers, worker.offset_storage_topic)
+    store.start(AdminClient({"bootstrap.servers": worker.bootstrap_servers}))
+    names = [args.connector] if args.connector else [c.name for c in deployment.connectors]
+    for name in names:
+        for key, (_, offset) in sorted(store.offsets(name).items()):
+            print(json.dumps({"key": key, "offset": offset}))
+    store.close()
+    return 0

@@ -1,0 +1,598 @@
+"""A resilient WebSocket receiver: one connection, one daemon thread, feeding an EventBuffer.
+
+Per frame the thread only receives, stamps ``time.time_ns()`` and puts a
+:class:`~connector.buffer.Frame` into the buffer. No decoding or parsing happens here: the
+payload of text *and* binary frames is passed on as raw ``bytes`` (UTF-8 is not validated,
+``skip_utf8_validation=True``), so a malformed frame can never crash the receiver; the task
+decides what to do with it (usually the dead-letter topic).
+
+Around that hot loop the thread:
+
+* reconnects after any error or close, waiting :class:`~connector.ws.backoff.ExponentialBackoff`
+  delays with jitter; the URL and headers may be callables, evaluated on every attempt, so a
+  caller can hand out fresh tokens (a callable that raises means "not now": logged, backed off);
+* calls ``on_open`` on *every* (re)connect, e.g. to send subscribe messages;
+* sends an application-level text ping (or a WebSocket ping frame) every ``ping_interval_s``;
+* runs a liveness watchdog: a socket that delivers no frame at all within
+  ``liveness_timeout_s`` is considered dead and replaced;
+* applies backpressure: when the buffer is full, ``put`` blocks, the thread stops reading and
+  TCP flow control reaches the server. The watchdog is paused while blocked (the silence is
+  ours, not the server's), and pings keep going out.
+
+Ping and watchdog need no extra thread: the socket has a short read timeout (the *tick*) and the
+checks run when a read times out, or at most once per tick while frames flow.
+
+Throughput: websocket-client reads each frame with up to three tiny ``recv`` calls (header,
+length, payload). :class:`_ReadAhead` replaces that with one large read serving many frames,
+which roughly triples frames/s; see ``_install_read_ahead``.
+
+URLs are logged and reported with the query string redacted (it often carries a token).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import websocket
+from websocket import ABNF, WebSocketException, WebSocketTimeoutException
+
+from connector.buffer import EventBuffer, Frame
+from connector.ws.backoff import ExponentialBackoff
+from connector.ws.urls import redact_url
+
+logger = logging.getLogger(__name__)
+
+# websocket-client can log every frame at trace level; make sure that is off on the hot path.
+websocket.enableTrace(False)
+
+_READ_AHEAD_BYTES = 256 * 1024
+_MAX_TICK_S = 0.5
+_MIN_TICK_S = 0.01
+_OPCODE_TEXT = ABNF.OPCODE_TEXT
+_OPCODE_BINARY = ABNF.OPCODE_BINARY
+_OPCODE_CLOSE = ABNF.OPCODE_CLOSE
+_DATA_OPCODES = frozenset((_OPCODE_TEXT, _OPCODE_BINARY))
+
+
+class ReceiverEventKind(enum.StrEnum):
+    """What happened to a receiver's connection."""
+
+    CONNECTED = "connected"
+    """The handshake succeeded (``on_open`` runs right after)."""
+    CONNECT_FAILED = "connect_failed"
+    """The URL/headers provider raised, or the TCP connect or handshake failed."""
+    LIVENESS_TIMEOUT = "liveness_timeout"
+    """No frame within ``liveness_timeout_s``; the socket is being replaced."""
+    SERVER_CLOSED = "server_closed"
+    """The server sent a close frame; ``close_code`` and ``reason`` say why."""
+    DISCONNECTED = "disconnected"
+    """The connection ended (after any of the above, or an I/O error); ``reason``, ``error``."""
+    STOPPED = "stopped"
+    """The thread is exiting: :meth:`WebSocketReceiver.stop`, no reconnect, or buffer closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverEvent:
+    """A state change, passed to ``on_state`` on the receiver thread.
+
+    Attributes:
+        kind: what happened.
+        source: the receiver's source tag.
+        url: the URL of the attempt, query redacted (empty if the provider raised).
+        reason: a human-readable reason.
+        error: the exception behind it, if any.
+        close_code: the server's close status code (``SERVER_CLOSED``).
+        retry_in_s: the backoff delay before the next attempt, when one is scheduled.
+    """
+
+    kind: ReceiverEventKind
+    source: str
+    url: str = ""
+    reason: str = ""
+    error: BaseException | None = None
+    close_code: int | None = None
+    retry_in_s: float | None = None
+
+
+class Sender(Protocol):
+    """What ``on_open`` gets to talk to the server."""
+
+    def send(self, message: str | bytes) -> None:
+        """Send ``message``: ``str`` as a text frame, ``bytes`` as a binary frame."""
+        ...
+
+
+class _ConnectionSender:
+    """A :class:`Sender` over one websocket-client connection (its send is locked)."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: websocket.WebSocket) -> None:
+        self._ws = ws
+
+    def send(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self._ws.send(message, _OPCODE_TEXT)
+        else:
+            self._ws.send(message, _OPCODE_BINARY)
+
+
+class _ReadAhead:
+    """Serves websocket-client's small reads from one large ``recv``.
+
+    websocket-client asks its ``recv`` for exactly the bytes it needs next (2 header bytes,
+    then the length, then the payload), which costs several system calls per frame. This
+    reads up to ``_READ_AHEAD_BYTES`` at once and hands out slices. It only raises (timeout,
+    closed) when its own buffer is empty, so no byte is ever lost, and websocket-client keeps a
+    partly read frame across timeouts. The handshake is read byte by byte by websocket-client,
+    so nothing of the WebSocket stream is consumed before this is installed.
+    """
+
+    __slots__ = ("_data", "_pos", "_read")
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+        self._data = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        data, pos = self._data, self._pos
+        if pos >= len(data):
+            data = self._read(_READ_AHEAD_BYTES)
+            self._data, pos = data, 0
+        end = pos + size
+        self._pos = end
+        if pos == 0 and end >= len(data):
+            return data
+        return data[pos:end]
+
+
+def _install_read_ahead(ws: websocket.WebSocket) -> None:
+    """Swap websocket-client's per-frame reads for :class:`_ReadAhead` when its internals match.
+
+    Relies on ``WebSocket.frame_buffer.recv`` and ``WebSocket._recv`` (stable since
+    websocket-client 0.4x); when either is missing we keep the slower default path.
+    """
+    frame_buffer = getattr(ws, "frame_buffer", None)
+    read = getattr(ws, "_recv", None)
+    if frame_buffer is None or read is None or not hasattr(frame_buffer, "recv"):
+        logger.debug("websocket-client internals changed; read-ahead disabled")
+        return
+    frame_buffer.recv = _ReadAhead(read).recv
+
+
+@dataclass(slots=True)
+class _Disconnect:
+    """Why a read loop ended."""
+
+    reason: str
+    error: BaseException | None = None
+    close_code: int | None = None
+    stopping: bool = False
+
+
+@dataclass(slots=True)
+class _SessionEnd:
+    """How one connection attempt ended; reported by ``_run`` with the retry delay."""
+
+    kind: ReceiverEventKind | None
+    url: str
+    reason: str
+    error: BaseException | None = None
+    close_code: int | None = None
+    healthy: bool = False
+    stopping: bool = False
+
+
+class WebSocketReceiver:
+    """Keeps one WebSocket connection open and feeds its frames into an :class:`EventBuffer`.
+
+    All work happens on one daemon thread started by :meth:`start`; :meth:`stop` may be called
+    from any thread. Callbacks (``url``, ``headers``, ``on_open``, ``on_state``) run on the
+    receiver thread; exceptions they raise are logged and never kill it.
+
+    Args:
+        url: the ``ws://``/``wss://`` URL, or a callable returning a fresh one per attempt
+            (raise to skip an attempt: it is logged and backed off).
+        buffer: where frames go; ``put`` blocks while it is full.
+        source: the tag put on each :class:`Frame`; defaults to the redacted URL when ``url``
+            is a string.
+        headers: returns the handshake headers, per attempt (fresh tokens).
+        on_open: called after every successful handshake, e.g. to send subscribe messages. If it
+            raises, the connection is dropped and retried.
+        ping_interval_s: send a ping this often while connected; ``None`` disables.
+        ping_message: the text of an application-level ping (``'{"message":"ping"}'``); with
+            ``None`` a WebSocket ping control frame is sent instead.
+        liveness_timeout_s: replace the socket when no frame at all (data, ping, pong) arrived
+            for this long; ``None`` disables the watchdog.
+        backoff: delays between attempts; default 0.5 s doubling to 30 s with 20% jitter.
+        reconnect: reconnect after a disconnect; with ``False`` the thread ends instead.
+        on_state: notified of connection state changes (:class:`ReceiverEvent`).
+        connect_timeout_s: timeout of the TCP connect and handshake.
+        name: the thread name.
+        sslopt: passed to websocket-client (``cert_reqs``, ``ca_certs``...).
+        sockopt: socket options passed to websocket-client, e.g. ``SO_RCVBUF``.
+        healthy_after_s: a connection that lasted this long (or delivered a frame) resets the
+            backoff; shorter-lived ones keep escalating it, so a server that accepts and drops
+            at once is not hammered.
+    """
+
+    def __init__(
+        self,
+        url: str | Callable[[], str],
+        buffer: EventBuffer,
+        *,
+        source: str = "",
+        headers: Callable[[], Mapping[str, str]] | None = None,
+        on_open: Callable[[Sender], None] | None = None,
+        ping_interval_s: float | None = None,
+        ping_message: str | None = None,
+        liveness_timeout_s: float | None = None,
+        backoff: ExponentialBackoff | None = None,
+        reconnect: bool = True,
+        on_state: Callable[[ReceiverEvent], None] | None = None,
+        connect_timeout_s: float = 10.0,
+        name: str | None = None,
+        sslopt: Mapping[str, Any] | None = None,
+        sockopt: Sequence[tuple[int, int, int]] | None = None,
+        healthy_after_s: float = 30.0,
+    ) -> None:
+        if ping_interval_s is not None and ping_interval_s <= 0:
+            raise ValueError(f"ping_interval_s must be > 0, got {ping_interval_s}")
+        if liveness_timeout_s is not None and liveness_timeout_s <= 0:
+            raise ValueError(f"liveness_timeout_s must be > 0, got {liveness_timeout_s}")
+        self._url = url
+        self._buffer = buffer
+        self.source = source or (redact_url(url) if isinstance(url, str) else "")
+        self._headers = headers
+        self._on_open = on_open
+        self._ping_interval_s = ping_interval_s
+        self._ping_message = ping_message
+        self._liveness_timeout_s = liveness_timeout_s
+        self._backoff = backoff or ExponentialBackoff(0.5, 30.0)
+        self._reconnect = reconnect
+        self._on_state = on_state
+        self._connect_timeout_s = connect_timeout_s
+        self._sslopt = dict(sslopt) if sslopt else None
+        self._sockopt = tuple(sockopt) if sockopt else ()
+        self._healthy_after_s = healthy_after_s
+        # The read timeout doubles as the timer of the ping sender and the watchdog.
+        checks = [_MAX_TICK_S]
+        if ping_interval_s:
+            checks.append(ping_interval_s / 4)
+        if liveness_timeout_s:
+            checks.append(liveness_timeout_s / 4)
+        self._tick_s = max(_MIN_TICK_S, min(checks))
+        self.name = name or f"ws-receiver[{self.source or id(self)}]"
+
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ws: websocket.WebSocket | None = None
+        self._connected = False
+        self._ever_connected = False
+        self._next_ping = 0.0
+        self._liveness_anchor = 0.0
+
+        self.frames = 0
+        """Data frames put into the buffer since creation."""
+        self.bytes = 0
+        """Payload bytes of those frames."""
+        self.reconnects = 0
+        """Successful connections after the first one."""
+        self.last_frame_monotonic: float | None = None
+        """``time.monotonic()`` of the last frame of any kind from the server."""
+        self.connected_since: float | None = None
+        """Epoch seconds when the current connection opened; ``None`` while disconnected."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the receiver thread; it connects in the background. Raises if started twice."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError(f"cannot start receiver {self.name}: it was already started")
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop receiving: close the socket (a blocked read returns at once) and join the thread.
+
+        Idempotent and callable from any thread, including from a callback on the receiver
+        thread (then it does not join). Sends a close frame when connected.
+        """
+        self._stopping.set()
+        with self._lock:
+            ws = self._ws
+            thread = self._thread
+        if ws is not None:
+            self._abort(ws)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+            if thread.is_alive():
+                logger.warning("receiver %s did not stop within %.1fs", self.name, timeout_s)
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether a connection is open now."""
+        return self._connected
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the receiver thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot for status details."""
+        return {
+            "connected": self._connected,
+            "frames": self.frames,
+            "bytes": self.bytes,
+            "reconnects": self.reconnects,
+            "connected_since": self.connected_since,
+        }
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                end = self._session()
+                retry = not (self._stopping.is_set() or end.stopping or not self._reconnect)
+                retry = retry and not self._buffer.closed
+                delay: float | None = None
+                if retry:
+                    if end.healthy:
+                        self._backoff.reset()
+                    delay = self._backoff.next_delay()
+                if end.kind is not None:
+                    self._notify(
+                        end.kind,
+                        url=end.url,
+                        reason=end.reason,
+                        error=end.error,
+                        close_code=end.close_code,
+                        retry_in_s=delay,
+                    )
+                if delay is None:
+                    break
+                logger.info("receiver %s: reconnecting in %.2fs", self.name, delay)
+                if self._stopping.wait(delay):
+                    break
+        except Exception as exc:  # a bug: report it rather than dying silently
+            logger.exception("receiver %s crashed", self.name)
+            self._notify(ReceiverEventKind.STOPPED, reason="receiver crashed", error=exc)
+            return
+        self._notify(ReceiverEventKind.STOPPED, reason="stopped")
+
+    def _session(self) -> _SessionEnd:
+        """One connection attempt and, if it opens, its read loop."""
+        try:
+            url = self._url() if callable(self._url) else self._url
+            headers = dict(self._headers()) if self._headers is not None else None
+        except Exception as exc:
+            logger.warning("receiver %s: not connecting now: provider raised %r", self.name, exc)
+            return _SessionEnd(ReceiverEventKind.CONNECT_FAILED, "", "provider raised", exc)
+        redacted = redact_url(url)
+        ws = websocket.WebSocket(
+            sslopt=self._sslopt,
+            sockopt=self._sockopt,
+            skip_utf8_validation=True,
+            enable_multithread=True,
+        )
+        with self._lock:
+            if self._stopping.is_set():
+                return _SessionEnd(None, redacted, "stopped", stopping=True)
+            self._ws = ws
+        try:
+            try:
+                ws.connect(url, timeout=self._connect_timeout_s, header=headers)
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return _SessionEnd(None, redacted, "stopped", stopping=True)
+                logger.warning("receiver %s: connect to %s failed: %s", self.name, redacted, exc)
+                return _SessionEnd(
+                    ReceiverEventKind.CONNECT_FAILED, redacted, "connect failed", exc
+                )
+            if self._stopping.is_set():
+                return _SessionEnd(None, redacted, "stopped", stopping=True)
+            return self._connected_session(ws, redacted)
+        finally:
+            with self._lock:
+                self._ws = None
+            self._connected = False
+            self.connected_since = None
+            ws.shutdown()
+
+    def _connected_session(self, ws: websocket.WebSocket, redacted: str) -> _SessionEnd:
+        _install_read_ahead(ws)
+        ws.settimeout(self._tick_s)
+        opened_at = time.monotonic()
+        frames_before = self.frames
+        self._connected = True
+        self.connected_since = time.time()
+        if self._ever_connected:
+            self.reconnects += 1
+        self._ever_connected = True
+        self._liveness_anchor = opened_at
+        self._next_ping = opened_at + (self._ping_interval_s or 0.0)
+        logger.info("receiver %s: connected to %s", self.name, redacted)
+        self._notify(ReceiverEventKind.CONNECTED, url=redacted)
+
+        try:
+            if self._on_open is not None:
+                self._on_open(_ConnectionSender(ws))
+        except Exception as exc:
+            outcome = _Disconnect("on_open failed", exc, stopping=self._stopping.is_set())
+        else:
+            outcome = self._read_loop(ws)
+
+        self._connected = False
+        healthy = (
+            self.frames > frames_before or time.monotonic() - opened_at >= self._healthy_after_s
+        )
+        if outcome.stopping:
+            logger.info(
+                "receiver %s: disconnected from %s (%s)", self.name, redacted, outcome.reason
+            )
+        else:
+            logger.warning(
+                "receiver %s: disconnected from %s: %s%s",
+                self.name,
+                redacted,
+                outcome.reason,
+                f" ({outcome.error!r})" if outcome.error else "",
+            )
+        return _SessionEnd(
+            ReceiverEventKind.DISCONNECTED,
+            redacted,
+            outcome.reason,
+            outcome.error,
+            outcome.close_code,
+            healthy=healthy,
+            stopping=outcome.stopping,
+        )
+
+    def _read_loop(self, ws: websocket.WebSocket) -> _Disconnect:
+        """The hot loop: read a frame, stamp it, put it. Returns why the connection ended."""
+        recv_data = ws.recv_data
+        put = self._buffer.put
+        source = self.source
+        tick_s = self._tick_s
+        time_ns = time.time_ns
+        monotonic = time.monotonic
+        stopping = self._stopping
+        next_check = monotonic() + tick_s
+        while True:
+            try:
+                opcode, data = recv_data(True)
+            except WebSocketTimeoutException:
+                if stopping.is_set():
+                    return _Disconnect("stopped", stopping=True)
+                now = monotonic()
+                next_check = now + tick_s
+                outcome = self._periodic_checks(ws, now, blocked=False)
+                if outcome is not None:
+                    return outcome
+                continue
+            except (WebSocketException, OSError, struct.error) as exc:
+                if stopping.is_set():
+                    return _Disconnect("stopped", stopping=True)
+                return _Disconnect("connection lost", exc)
+
+            now = monotonic()
+            self.last_frame_monotonic = now
+            if opcode in _DATA_OPCODES:
+                self.frames += 1
+                self.bytes += len(data)
+                frame = Frame(data, time_ns(), source)
+                if not put(frame, tick_s):
+                    outcome = self._put_blocked(ws, frame)
+                    if outcome is not None:
+                        return outcome
+                    now = monotonic()
+            elif opcode == _OPCODE_CLOSE:
+                return self._server_closed(data)
+            if now >= next_check:
+                next_check = now + tick_s
+                outcome = self._periodic_checks(ws, now, blocked=False)
+                if outcome is not None:
+                    return outcome
+
+    def _put_blocked(self, ws: websocket.WebSocket, frame: Frame) -> _Disconnect | None:
+        """The buffer is full: keep trying, keep pinging, don't let the watchdog fire."""
+        buffer = self._buffer
+        while True:
+            if self._stopping.is_set():
+                return _Disconnect("stopped", stopping=True)
+            if buffer.closed:
+                self._stopping.set()
+                return _Disconnect("buffer closed", stopping=True)
+            outcome = self._periodic_checks(ws, time.monotonic(), blocked=True)
+            if outcome is not None:
+                return outcome
+            if buffer.put(frame, self._tick_s):
+                # The silence while we were not reading was ours, not the server's.
+                self._liveness_anchor = time.monotonic()
+                return None
+
+    def _periodic_checks(
+        self, ws: websocket.WebSocket, now: float, *, blocked: bool
+    ) -> _Disconnect | None:
+        """Send a due ping; fire the watchdog on a silent socket (not while we are blocked)."""
+        interval = self._ping_interval_s
+        if interval is not None and now >= self._next_ping:
+            self._next_ping = now + interval
+            try:
+                if self._ping_message is not None:
+                    ws.send(self._ping_message, _OPCODE_TEXT)
+                else:
+                    ws.ping()
+            except (WebSocketException, OSError) as exc:
+                return _Disconnect("ping failed", exc, stopping=self._stopping.is_set())
+        timeout = self._liveness_timeout_s
+        if timeout is not None and not blocked:
+            last = self.last_frame_monotonic or 0.0
+            anchor = last if last > self._liveness_anchor else self._liveness_anchor
+            silent_s = now - anchor
+            if silent_s > timeout:
+                reason = f"no frame for {silent_s:.1f}s (liveness timeout {timeout:.1f}s)"
+                self._notify(ReceiverEventKind.LIVENESS_TIMEOUT, reason=reason)
+                return _Disconnect(reason)
+        return None
+
+    def _server_closed(self, payload: bytes) -> _Disconnect:
+        code: int | None = None
+        reason = ""
+        if len(payload) >= 2:
+            (code,) = struct.unpack("!H", payload[:2])
+            reason = payload[2:].decode("utf-8", "replace")
+        text = f"closed by server (code {code}{': ' + reason if reason else ''})"
+        self._notify(ReceiverEventKind.SERVER_CLOSED, reason=reason, close_code=code)
+        return _Disconnect(text, close_code=code)
+
+    def _abort(self, ws: websocket.WebSocket) -> None:
+        """Wake a blocked read from another thread: polite close frame, then shut the socket."""
+        sock = ws.sock
+        if sock is None:
+            return
+        if self._connected:
+            try:
+                ws.send_close()
+            except Exception:  # best effort: the socket may be half-dead already
+                pass
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _notify(
+        self,
+        kind: ReceiverEventKind,
+        *,
+        url: str = "",
+        reason: str = "",
+        error: BaseException | None = None,
+        close_code: int | None = None,
+        retry_in_s: float | None = None,
+    ) -> None:
+        if self._on_state is None:
+            return
+        event = ReceiverEvent(kind, self.source, url, reason, error, close_code, retry_in_s)
+        try:
+            self._on_state(event)
+        except Exception:
+            logger.exception("receiver %s: on_state callback failed for %s", self.name, kind)
+
+    def __repr__(self) -> str:
+        state = "connected" if self._connected else "disconnected"
+        return f"<WebSocketReceiver {self.name} {state} frames={self.frames}>"

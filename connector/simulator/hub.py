@@ -1,0 +1,357 @@
+"""The hub: routes contact-centre events to channel sockets and drives the event rate.
+
+Two drivers, one at a time:
+- ``model``: the contact centre generates ``rate`` events/s (all topics); events whose topic
+  has a subscribed channel with an open socket are delivered, the rest are lost as in Genesys.
+- ``flood``: every connected socket with subscriptions receives pre-encoded envelopes for its
+  own subscribed topics as fast as it reads them (bodies from a model-generated pool,
+  entity ids substituted), optionally capped at ``rate`` events/s in total.
+
+Runs on the server's event-loop thread; ``Hub`` owns the registry, tokens, ledger and sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from connector.simulator import bodies, frames, topics
+from connector.simulator.auth import Authority
+from connector.simulator.channels import Channel, ChannelRegistry
+from connector.simulator.config import SimulatorConfig
+from connector.simulator.ledger import CorrelationIds, Ledger
+from connector.simulator.model import ContactCentre, Event
+from connector.simulator.sockets import LedgerRow, WsConnection
+
+log = logging.getLogger(__name__)
+
+FloodTemplate = tuple[bytes, bytes, str]  # frame header + envelope head, envelope tail, topic
+
+
+def envelope_parts(topic: str, body: bytes) -> tuple[bytes, bytes]:
+    """The envelope around the CorrelationId: ``head + cid + tail`` is one notification."""
+    head = b'{"topicName":"' + topic.encode() + b'","version":"2","eventBody":' + body
+    head += b',"metadata":{"CorrelationId":"'
+    return head, b'"}}'
+
+
+class Hub:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.cids = CorrelationIds(config.seed)
+        self.ledger = Ledger(self.cids, enabled=config.ledger_enabled)
+        self.authority = Authority(config)
+        self.registry = ChannelRegistry(config, self._channel_removed)
+        start = config.start_time if config.start_time is not None else time.time()
+        self.model = ContactCentre(
+            config.seed, config.queues, config.agents, start, wanted=self._wanted
+        )
+        self.sockets: set[WsConnection] = set()
+        self.mode = config.mode
+        self.rate = config.rate
+        self.http_bursts: list[int] = []  # statuses to return for the next API requests
+        self.flood_event_id = 1 << 40  # flood ids never collide with model ids
+        self._flood_pool: dict[str, list[tuple[str, bytes]]] | None = None
+        self._flood_templates: dict[str, list[FloodTemplate]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sent_counter = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._drive()),
+            asyncio.create_task(self._sweep()),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for s in list(self.sockets):
+            s.close(1001, "simulator stopping")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def set_rate(self, rate: float | None = None, mode: str | None = None) -> None:
+        if rate is not None:
+            self.rate = float(rate)
+        if mode is not None:
+            if mode not in ("model", "flood"):
+                raise ValueError(f"mode must be 'model' or 'flood', not {mode!r}")
+            self.mode = mode  # type: ignore[assignment]
+        self.wake()
+
+    # -- routing -------------------------------------------------------------------------
+    def _wanted(self, topic: str) -> bool:
+        return topic in self.registry.topic_index
+
+    def publish(self, events: list[Event]) -> None:
+        """Deliver model events to every subscribed channel's socket (or count them lost)."""
+        per_socket: dict[WsConnection, tuple[list[bytes], list[LedgerRow]]] = {}
+        index = self.registry.topic_index
+        lost = self.ledger.lost
+        of = self.cids.of
+        now_ns = time.time_ns()
+        for ev in events:
+            chans = index.get(ev.topic)
+            if not chans:
+                continue
+            head, tail = envelope_parts(ev.topic, ev.body)
+            payload = head + of(ev.event_id).encode() + tail
+            frame = frames.header(len(payload)) + payload
+            for ch in chans:
+                sock = ch.socket
+                if sock is None or not sock.can_send():
+                    lost[ch.id] += 1
+                    continue
+                out, rows = per_socket.setdefault(sock, ([], []))
+                out.append(frame)
+                rows.append((ch.id, ev.topic, ev.event_id, now_ns))
+        for sock, (out, rows) in per_socket.items():
+            sock.send_batch(out, rows)
+            self.sent_counter += len(rows)
+
+    def inject(self, channel: Channel, topic: str, body: dict[str, Any]) -> int:
+        """Send one extra event (new id, ledgered) to one channel's socket; returns its id."""
+        eid = self.model.next_event_id
+        self.model.next_event_id += 1
+        head, tail = envelope_parts(topic, orjson.dumps(body))
+        payload = head + self.cids.of(eid).encode() + tail
+        if channel.socket is None:
+            self.ledger.lost[channel.id] += 1
+        else:
+            channel.socket.send_batch(
+                [frames.header(len(payload)) + payload], [(channel.id, topic, eid, time.time_ns())]
+            )
+        return eid
+
+    # -- drivers -------------------------------------------------------------------------
+    async def _drive(self) -> None:
+        tick = 0.01
+        budget = 0.0
+        last = time.monotonic()
+        while True:
+            if self.mode == "flood":
+                await self._flood_round()
+                last = time.monotonic()
+                budget = 0.0
+                continue
+            if self.rate <= 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.1)
+                except TimeoutError:
+                    pass
+                last = time.monotonic()
+                continue
+            await asyncio.sleep(max(tick, min(1.0 / self.rate, 0.1)) if self.rate < 100 else tick)
+            now = time.monotonic()
+            budget += (now - last) * self.rate
+            last = now
+            n = int(budget)
+            if n <= 0:
+                continue
+            budget -= n
+            events = self.model.advance(n)
+            if events:
+                self.publish(events)
+
+    async def _sweep(self) -> None:
+        cfg = self.config
+        period = max(0.005, min(1.0, cfg.channel_ttl / 50, cfg.token_ttl_s * cfg.time_scale / 50))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            self.registry.sweep(now)
+            if cfg.close_channels_on_token_expiry:
+                dead = {t.value for t in self.authority.expired_tokens(now)}
+                if dead:
+                    for ch in [c for c in self.registry.by_id.values() if c.token in dead]:
+                        self.registry.remove(ch, "token expired")
+
+    # -- flood ---------------------------------------------------------------------------
+    def _pool(self) -> dict[str, list[tuple[str, bytes]]]:
+        """Bodies per topic family from a private model run: template -> [(entity id, body)]."""
+        if self._flood_pool is None:
+            cfg = self.config
+            pool_model = ContactCentre(
+                cfg.seed, cfg.queues, cfg.agents, self.model.now, wanted=lambda _t: True
+            )
+            pool: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+            for ev in pool_model.advance(6000):
+                found = topics.family_of(ev.topic)
+                if found is not None and len(pool[found[0].template]) < 16:
+                    pool[found[0].template].append((found[1], ev.body))
+            self._flood_pool = dict(pool)
+        return self._flood_pool
+
+    def _templates_for(self, topic: str) -> list[FloodTemplate]:
+        cached = self._flood_templates.get(topic)
+        if cached is not None:
+            return cached
+        found = topics.family_of(topic)
+        out: list[FloodTemplate] = []
+        if found is not None:
+            fam, entity = found
+            cid_len = len(self.cids.of(0))
+            for old_id, body in self._pool().get(fam.template, []):
+                body = body.replace(old_id.encode(), entity.encode())
+                head, tail = envelope_parts(topic, body)
+                out.append((frames.header(len(head) + cid_len + len(tail)) + head, tail, topic))
+        self._flood_templates[topic] = out
+        return out
+
+    def _channel_templates(self, ch: Channel) -> list[FloodTemplate]:
+        per_topic = [self._templates_for(t) for t in sorted(ch.leaves)]
+        per_topic = [t for t in per_topic if t]
+        # Interleave topics so a batch spreads over all of them.
+        return [t for group in itertools.zip_longest(*per_topic) for t in group if t is not None]
+
+    async def _flood_round(self) -> None:
+        active = [s for s in self.sockets if s.open and not s.paused and s.channel.leaves]
+        if not active:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), 0.05)
+            except TimeoutError:
+                pass
+            return
+        batch = self.config.flood_batch
+        if self.rate > 0:
+            batch = max(1, min(batch, int(self.rate * 0.01 / len(active)) or 1))
+        started = time.monotonic()
+        sent = 0
+        for sock in active:
+            if sock.is_stalled():
+                continue
+            sent += self._flood_socket(sock, batch)
+        if self.rate > 0:
+            await asyncio.sleep(max(0.0, sent / self.rate - (time.monotonic() - started)))
+        else:
+            await asyncio.sleep(0)
+
+    def _flood_socket(self, sock: WsConnection, batch: int) -> int:
+        ch = sock.channel
+        templates = getattr(sock, "flood_templates", None)
+        if templates is None or getattr(sock, "flood_leaves", None) is not ch.leaves:
+            templates = self._channel_templates(ch)
+            sock.flood_templates = templates  # type: ignore[attr-defined]
+            sock.flood_leaves = ch.leaves  # type: ignore[attr-defined]
+            sock.flood_pos = 0
+        n_t = len(templates)
+        if not n_t:
+            return 0
+        prefix = self.cids.prefix_bytes
+        eid = self.flood_event_id
+        pos = sock.flood_pos
+        now_ns = time.time_ns()
+        chid = ch.id
+        out: list[bytes] = []
+        rows: list[LedgerRow] = []
+        append_out = out.append
+        append_row = rows.append
+        for _ in range(batch):
+            head, tail, topic = templates[pos]
+            pos += 1
+            if pos == n_t:
+                pos = 0
+            append_out(head + prefix + b"%012x" % (eid & 0xFFFFFFFFFFFF) + tail)
+            append_row((chid, topic, eid, now_ns))
+            eid += 1
+        self.flood_event_id = eid
+        sock.flood_pos = pos
+        sock.send_batch(out, rows)
+        self.sent_counter += batch
+        return batch
+
+    # -- sockets and channels ------------------------------------------------------------
+    def attach(self, sock: WsConnection) -> None:
+        ch = sock.channel
+        old = ch.socket
+        if old is not None and old.open:
+            old.close(1000, "Connection replaced by a newer WebSocket")  # one socket per channel
+        ch.socket = sock
+        ch.last_used = time.monotonic()
+        self.sockets.add(sock)
+        self.wake()
+
+    def socket_closed(self, sock: WsConnection) -> None:
+        self.sockets.discard(sock)
+        if sock.channel.socket is sock:
+            sock.channel.socket = None
+            sock.channel.last_used = time.monotonic()
+
+    def _channel_removed(self, ch: Channel, reason: str) -> None:
+        log.debug("channel %s removed: %s", ch.id, reason)
+        sock = ch.socket
+        if sock is not None and sock.open:
+            sock.send_raw(not_found_frame(ch.id))
+            sock.close(1000, f"channel {reason}")
+
+    def system_event(
+        self,
+        ch: Channel,
+        topic: str,
+        topic_type: str | None,
+        message: str,
+        reason: str | None = None,
+    ) -> None:
+        """A ``v2.system.*`` envelope, sent without subscription (not ledgered)."""
+        if ch.socket is None:
+            return
+        body = bodies.system_message(topic_type, ch.id, ch.client_id, message, reason)
+        body["correlationId"] = self.cids.of(0)
+        head, tail = envelope_parts(topic, orjson.dumps(body))
+        ch.socket.send_raw(frames.frame(head + self.cids.of(0).encode() + tail))
+
+    def socket_closing(self, ch: Channel, lead_s: float | None = None) -> bool:
+        sock = ch.socket
+        if sock is None or not sock.open:
+            return False
+        self.system_event(
+            ch,
+            "v2.system.socket_closing",
+            None,
+            "This WebSocket will close soon for maintenance; please reconnect.",
+        )
+        lead = self.config.closing_lead if lead_s is None else lead_s
+        asyncio.get_running_loop().call_later(lead, sock.close, 1001, "Going away")
+        return True
+
+    def ws_subscribe(self, sock: WsConnection, kind: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """Community-observed WebSocket subscribe/unsubscribe commands (spec 3.2)."""
+        requested = msg.get("topics")
+        cid = msg.get("correlationId")
+        if not isinstance(requested, list) or not requested:
+            return {
+                "correlationId": cid,
+                "topics": [],
+                "result": "400",
+                "status": "error",
+                "message": "Required data missing from subscribe request.",
+            }
+        ch = sock.channel
+        token = self.authority.tokens.get(ch.token)
+        granted = token.client.permissions if token else ()
+        if kind == "subscribe":
+            try:
+                self.registry.subscribe(ch, granted, [str(t) for t in requested], False, True)
+            except Exception as exc:  # SubscriptionError: the limit
+                return {"result": "400", "status": "failure", "message": str(exc)}
+            self.wake()
+            return {"result": "200", "status": "subscribed"}
+        keep = [t for t in ch.subscriptions if t not in set(requested)]
+        self.registry.subscribe(ch, granted, keep, True, True)
+        return {"result": "200", "status": "unsubscribed"}
+
+
+def not_found_frame(channel_id: str) -> bytes:
+    body = {"result": "404", "message": f"Channel {channel_id} not found"}
+    return frames.frame(orjson.dumps(body))

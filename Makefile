@@ -1,0 +1,25 @@
+# Developer and CI entry points. `make test` is the README's test command and what .ci/run runs.
+# Integration tests start the devstack themselves (tests/conftest.py); `test` only pre-fetches it
+# so that a first run's Maven download shows up as its own step instead of inside a test.
+
+PYTHON ?= python3
+
+.PHONY: install test devstack-fetch devstack-up devstack-down devstack-status
+
+install:
+	$(PYTHON) -m pip install -e ".[test]"
+
+test: install devstack-fetch
+	$(PYTHON) -m pytest -q
+
+devstack-fetch:
+	$(PYTHON) -m connector devstack fetch
+
+devstack-up:
+	$(PYTHON) -m connector devstack up
+
+devstack-down:
+	$(PYTHON) -m connector devstack down
+
+devstack-status:
+	$(PYTHON) -m connector devstack status

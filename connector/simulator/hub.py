@@ -25,7 +25,7 @@ from connector.simulator import bodies, frames, topics
 from connector.simulator.auth import Authority
 from connector.simulator.channels import Channel, ChannelRegistry
 from connector.simulator.config import SimulatorConfig
-from connector.simulator.ledger import CorrelationIds, Ledger
+from connector.simulator.ledger import CorrelationIds, FloodRows, Ledger
 from connector.simulator.model import ContactCentre, Event
 from connector.simulator.sockets import LedgerRow, WsConnection
 
@@ -73,6 +73,7 @@ class Hub:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for s in list(self.sockets):
             s.close(1001, "simulator stopping")
 
@@ -239,34 +240,30 @@ class Hub:
 
     def _flood_socket(self, sock: WsConnection, batch: int) -> int:
         ch = sock.channel
-        templates = getattr(sock, "flood_templates", None)
-        if templates is None or getattr(sock, "flood_leaves", None) is not ch.leaves:
-            templates = self._channel_templates(ch)
-            sock.flood_templates = templates  # type: ignore[attr-defined]
-            sock.flood_leaves = ch.leaves  # type: ignore[attr-defined]
+        if sock.flood_templates is None or sock.flood_leaves is not ch.leaves:
+            sock.flood_templates = self._channel_templates(ch)
+            sock.flood_topics = tuple(t[2] for t in sock.flood_templates)
+            sock.flood_leaves = ch.leaves
             sock.flood_pos = 0
+        templates = sock.flood_templates
         n_t = len(templates)
         if not n_t:
             return 0
         prefix = self.cids.prefix_bytes
-        eid = self.flood_event_id
-        pos = sock.flood_pos
-        now_ns = time.time_ns()
-        chid = ch.id
+        first = eid = self.flood_event_id
+        pos0 = pos = sock.flood_pos
         out: list[bytes] = []
-        rows: list[LedgerRow] = []
         append_out = out.append
-        append_row = rows.append
         for _ in range(batch):
-            head, tail, topic = templates[pos]
+            head, tail, _topic = templates[pos]
             pos += 1
             if pos == n_t:
                 pos = 0
             append_out(head + prefix + b"%012x" % (eid & 0xFFFFFFFFFFFF) + tail)
-            append_row((chid, topic, eid, now_ns))
             eid += 1
         self.flood_event_id = eid
         sock.flood_pos = pos
+        rows = FloodRows(ch.id, sock.flood_topics, pos0, first, batch, time.time_ns())
         sock.send_batch(out, rows)
         self.sent_counter += batch
         return batch

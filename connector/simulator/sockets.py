@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from connector.simulator import frames
+from connector.simulator.ledger import FloodRows
 
 if TYPE_CHECKING:
     from connector.simulator.channels import Channel
@@ -47,6 +48,9 @@ class WsConnection:
         self.pongs_sent = 0
         self.special_frames: dict[str, int] = {}
         self.flood_pos = 0
+        self.flood_templates: list[tuple[bytes, bytes, str]] | None = None
+        self.flood_topics: tuple[str, ...] = ()
+        self.flood_leaves: set[str] | None = None
         self._held: tuple[bytes, LedgerRow] | None = None
         self._parser = frames.FrameParser()
         self._fragments: list[bytes] = []
@@ -76,12 +80,14 @@ class WsConnection:
         if self.open:
             self.transport.write(data)
 
-    def send_batch(self, out: list[bytes], rows: list[LedgerRow]) -> None:
+    def send_batch(self, out: list[bytes], rows: list[LedgerRow] | FloodRows) -> None:
         """Write frames (one per ledger row) after applying pending duplicate/reorder faults."""
         if not self.can_send():
             self.hub.ledger.lost[self.channel.id] += len(rows)
             return
         if self.duplicate_next or self.reorder_next or self._held is not None:
+            if isinstance(rows, FloodRows):
+                rows = rows.rows()
             out, rows = self._apply_faults(out, rows)
             if not out:
                 return

@@ -222,8 +222,10 @@ def detail(
         "mediaType": DETAIL_MEDIA[conv.media],
         "provider": "PureCloud",
         "direction": conv.direction.upper(),
-        "divisionId": DIVISION_ID,
+        "conversationExternalContactIds": [conv.external_contact_id],
     }
+    if kind not in ("acw", "wrapup"):  # the SDK models of these two have no divisionId
+        d["divisionId"] = DIVISION_ID
     if conv.media == "voice":
         d["ani"] = conv.customer_address
         d["dnis"] = "tel:+18005550100"

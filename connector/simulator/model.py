@@ -293,7 +293,7 @@ class ContactCentre:
             self.uuid(),
             self.uuid(),
             "connected",
-            "offering",
+            "offering" if conv.media in ("voice", "chat") else "alerting",
             queue_id=q.id,
             connected_time=self.now,
         )

@@ -1,0 +1,511 @@
+"""``GenesysNotificationsSourceTask``: Genesys notification channels -> SourceRecords.
+
+Delivery guarantee (read this before relying on the data)
+----------------------------------------------------------
+Genesys sends events only over an open WebSocket and never queues or replays them
+(NOTIFICATIONS_API.md §7). So this connector is **at-least-once for every event it received,
+and reports every window in which it could not receive**: it cannot be gap-free, but a gap is
+never silent. A *gap window* is reported:
+
+- at start (every restart), per topic, from the ``seen_ms`` of the topic's committed offset to
+  the moment the new socket is connected (``reason=restart``); a topic with no committed offset
+  gets a ``coverage_start`` record instead (nothing before it was ever promised);
+- after an unplanned disconnect (socket dropped, liveness watchdog fired, socket_closing
+  without a successful rotation), from the last frame received on the lost socket to the
+  moment a socket of that channel is connected again (``reason=disconnect``);
+- after ``{"result":"404"}`` (channel expired/evicted: ``channel_lost``), ``no_longer_subscribed``
+  and ``token_revoked``, from the last frame before the signal to the new channel's connection.
+
+Each gap is a record on ``gaps.topic`` (schema ``GapRecord``: connector, genesys_topic,
+from_time, to_time, reason, ...), a WARNING log line per channel, the counter ``gaps``
+(``connector_plugin_gaps_total{reason=...}``) and the status detail ``last_gap``. Planned
+changes (rotation before expiry or token renewal, socket_closing) are make-before-break: the new
+channel is connected before the old socket goes, and duplicates from the overlap are dropped.
+Duplicates can still reach Kafka after a restart or outside the overlap window: consumers should
+be idempotent (key + event time, or the correlation id header).
+
+Source partition and offset (forever: renaming a key orphans committed offsets)
+-------------------------------------------------------------------------------
+- source partition: ``{"topic": "<concrete Genesys topic>"}``, e.g.
+  ``{"topic": "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}``.
+- source offset: ``{"event_time_ms": int | null, "correlation_id": str | null,
+  "seen_ms": int}``: the event time of the last event (from the body, when the family has one),
+  its ``metadata.CorrelationId``, and the wall-clock ms at which the connector last knew the
+  topic to be live (the receive time of the last event, or the end of the last reported gap).
+  It describes the last record *delivered*; Genesys cannot resume from it, it only bounds gaps.
+
+Upstream limits (NOTIFICATIONS_API.md §0): 1,000 topics per channel, 20 channels per OAuth
+client (the 21st evicts the oldest), 24 h channel lifetime, one socket per channel, heartbeat
+about every 30 s, ``socket_closing`` about a minute before a maintenance close, 300 REST
+requests per minute per token. See ``plan.py`` and ``session.py`` for how each is handled.
+
+Threads: ``poll`` runs on the task thread; REST work on the supervisor thread and socket reads
+on one receiver thread per socket (``session.py``). ``stop`` may come from any thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+
+from connector.api import ConnectorError, RetriableError, SourceRecord, SourceTask, TaskContext
+from connector.buffer import EventBuffer, Frame
+from connector.plugins.genesys import events, plan, topics
+from connector.plugins.genesys.auth import AuthError, TokenUnavailableError, shared_provider
+from connector.plugins.genesys.channels import ChannelsClient
+from connector.plugins.genesys.events import FrameKind, RecordBuilder
+from connector.plugins.genesys.session import (
+    CONTROL_PREFIX,
+    ChannelManager,
+    ChannelSession,
+    SessionSettings,
+)
+from connector.plugins.genesys.spec import GenesysNotificationsConfig
+
+
+class DuplicateFilter:
+    """Drops frames already seen while two sockets of a channel overlap.
+
+    Active from the start of a rotation until ``window_ms`` after its end; otherwise it costs
+    nothing. The key is a 128-bit BLAKE2 digest of the raw frame: the same event delivered on
+    two channels is the same text. Bounded by ``max_entries`` (oldest forgotten first), so in
+    the worst case a duplicate gets through, which at-least-once allows.
+    """
+
+    def __init__(self, window_ms: int, max_entries: int) -> None:
+        self.window_ms = window_ms
+        self.max_entries = max_entries
+        self._rotations = 0
+        self._active_until_ms = 0
+        self._seen: OrderedDict[bytes, int] = OrderedDict()
+        self.dropped = 0
+
+    def rotation_started(self) -> None:
+        """A rotation began: start remembering frames."""
+        self._rotations += 1
+
+    def rotation_finished(self, now_ms: int) -> None:
+        """A rotation ended: keep filtering for ``window_ms`` (late frames of the old socket)."""
+        self._rotations = max(0, self._rotations - 1)
+        self._active_until_ms = max(self._active_until_ms, now_ms + self.window_ms)
+
+    @property
+    def active(self) -> bool:
+        """Whether frames are being remembered now."""
+        return self._rotations > 0 or bool(self._seen)
+
+    def is_duplicate(self, payload: bytes | str, now_ms: int) -> bool:
+        """Whether ``payload`` was seen in the current overlap; remembers it if not."""
+        if self._rotations == 0 and now_ms >= self._active_until_ms:
+            if self._seen:
+                self._seen.clear()
+            return False
+        data = payload.encode() if isinstance(payload, str) else payload
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        if key in self._seen:
+            self.dropped += 1
+            return True
+        self._seen[key] = now_ms
+        if len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+        return False
+
+
+@dataclass(slots=True)
+class _Gap:
+    from_ms: int | None
+    reason: str
+    detail: str
+    channel_id: str | None
+
+
+@dataclass(slots=True)
+class _SessionState:
+    """What the task thread knows about one channel session."""
+
+    live: set[str] = field(default_factory=set)
+    pending: _Gap | None = None
+    started: bool = False
+    last_frame_ms: dict[str, int] = field(default_factory=dict)
+
+
+def compute_start_gap(
+    offset: Mapping[str, Any] | None, connected_ms: int
+) -> tuple[int | None, str]:
+    """``(from_ms, reason)`` of a topic's gap at start from its committed offset."""
+    if offset and isinstance(offset.get("seen_ms"), int):
+        return int(offset["seen_ms"]), "restart"
+    return None, "coverage_start"
+
+
+class GenesysNotificationsSourceTask(SourceTask):
+    """Streams the channels assigned to this task (``task_config["channels"]``)."""
+
+    def __init__(self) -> None:
+        self._ctx: TaskContext | None = None
+        self._config: GenesysNotificationsConfig | None = None
+        self._buffer: EventBuffer | None = None
+        self._manager: ChannelManager | None = None
+        self._builder: RecordBuilder | None = None
+        self._offsets: dict[str, Mapping[str, Any]] = {}
+        self._states: dict[int, _SessionState] = {}
+        self._pending: list[SourceRecord] = []
+        self._fatal: BaseException | None = None
+        self._dedupe = DuplicateFilter(30_000, 200_000)
+        self._rejected: dict[str, dict[str, Any]] = {}
+        self._status_lock = threading.Lock()
+        self._gaps_reported = 0
+        self._stopped = threading.Event()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self, ctx: TaskContext) -> None:
+        """Read the assignment and committed offsets, check the credentials, start the channels.
+
+        Raises:
+            ConnectorError: the OAuth client was refused (the task fails; fix the config).
+            RetriableError: the login host is unreachable (the runtime restarts the task).
+        """
+        self._ctx = ctx
+        config = cast(GenesysNotificationsConfig, ctx.config)
+        self._config = config
+        plans = assigned_channels(config, ctx.task_config)
+        hosts = config.hosts()
+        tokens = shared_provider(
+            hosts.login,
+            config.genesys_client_id,
+            config.genesys_client_secret,
+            margin_s=config.token_refresh_margin_ms / 1000,
+            timeout_s=config.http_timeout_ms / 1000,
+        )
+        try:
+            tokens.token()
+        except AuthError as exc:
+            raise ConnectorError(f"cannot start {ctx.connector_name}: {exc}") from None
+        except TokenUnavailableError as exc:
+            raise RetriableError(str(exc)) from None
+
+        rule, overrides = config.routing()
+        self._builder = RecordBuilder(topics.Router(rule, overrides, ctx.connector_name))
+        self._dedupe = DuplicateFilter(config.dedupe_window_ms, config.dedupe_max_entries)
+        for channel in plans:
+            for topic in channel.topics:
+                committed = ctx.offset_reader.offset({"topic": topic})
+                if committed:
+                    self._offsets[topic] = committed
+        self._states = {p.index: _SessionState() for p in plans}
+        self._buffer = EventBuffer(config.buffer_capacity)
+        client = ChannelsClient(
+            hosts.api,
+            tokens,
+            timeout_s=config.http_timeout_ms / 1000,
+            backoff_initial_s=config.reconnect_backoff_initial_ms / 1000,
+            backoff_max_s=config.reconnect_backoff_max_ms / 1000,
+        )
+        client_key = (hosts.login, config.genesys_client_id)
+        settings = SessionSettings(
+            rotate_interval_s=config.channel_rotate_interval_ms / 1000,
+            rotate_on_token_expiry=config.channel_rotate_on_token_expiry,
+            ping_interval_s=config.ping_interval_ms / 1000,
+            liveness_timeout_s=config.liveness_timeout_ms / 1000,
+            backoff_initial_s=config.reconnect_backoff_initial_ms / 1000,
+            backoff_max_s=config.reconnect_backoff_max_ms / 1000,
+            connect_timeout_s=config.http_timeout_ms / 1000,
+        )
+        self._manager = ChannelManager(
+            plans,
+            self._buffer,
+            client,
+            tokens,
+            settings,
+            rotation_slots=plan.REGISTRY.rotation_slots(
+                client_key, config.channels_rotation_headroom
+            ),
+            clock=ctx.clock,
+            name=f"{ctx.connector_name}-{ctx.task_id}",
+            log=ctx.logger,
+            on_subscribed=self._on_subscribed,
+            on_fatal=self._on_fatal,
+        )
+        ctx.logger.info(
+            "starting %d channel(s) with %d topics; %d topics have a committed offset",
+            len(plans),
+            sum(len(p.topics) for p in plans),
+            len(self._offsets),
+        )
+        self._manager.start()
+
+    def stop(self) -> None:
+        """Stop the supervisor and sockets, and wake ``poll``. Idempotent, any thread."""
+        self._stopped.set()
+        if self._manager is not None:
+            self._manager.stop()
+        if self._buffer is not None:
+            self._buffer.close()
+
+    # --- poll ----------------------------------------------------------------------------------
+    def poll(self, timeout_s: float) -> list[SourceRecord]:
+        """Records of the frames received so far (at most ``poll.max.records`` frames' worth),
+        gap records first; waits up to ``timeout_s`` for the first frame."""
+        if self._fatal is not None:
+            raise ConnectorError(f"Genesys refused the OAuth client: {self._fatal}")
+        assert self._buffer is not None and self._config is not None
+        records, self._pending = self._pending, []
+        frames = self._buffer.drain(self._config.poll_max_records, 0 if records else timeout_s)
+        for frame in frames:
+            if frame.source.startswith(CONTROL_PREFIX):
+                self._control(frame, records)
+            else:
+                self._frame(frame, records)
+        return records
+
+    def _frame(self, frame: Frame, out: list[SourceRecord]) -> None:
+        ctx, manager, builder = self._ctx, self._manager, self._builder
+        assert ctx is not None and manager is not None and builder is not None
+        received_ms = frame.received_ns // 1_000_000
+        session = manager.session_of(frame.source)
+        state = self._states.get(session.index) if session else None
+        previous_ms = state.last_frame_ms.get(frame.source) if state else None
+        if state is not None:
+            state.last_frame_ms[frame.source] = received_ms
+        classified = events.classify(frame.payload)
+        kind = classified.kind
+        if kind is FrameKind.EVENT:
+            if self._dedupe.is_duplicate(frame.payload, received_ms):
+                ctx.count("duplicates_dropped")
+                return
+            assert classified.envelope is not None
+            try:
+                record = builder.build(classified.envelope, received_ms)
+            except (TypeError, ValueError) as exc:
+                self._dead_letter(frame, f"cannot build a record: {exc}", exc)
+                return
+            self._offsets[classified.envelope["topicName"]] = cast(
+                Mapping[str, Any], record.source_offset
+            )
+            out.append(record)
+        elif kind in (FrameKind.HEARTBEAT, FrameKind.PONG):
+            return  # liveness is the receiver's watchdog; the frame already counted
+        elif kind is FrameKind.MALFORMED:
+            self._dead_letter(frame, classified.message or "malformed frame", None)
+        elif session is None or state is None:
+            ctx.logger.warning("%s frame from an unknown socket %s", kind.value, frame.source)
+        elif kind is FrameKind.SOCKET_CLOSING:
+            ctx.logger.info(
+                "channel %d: Genesys announced a socket close (%s); rotating",
+                session.index,
+                classified.message,
+            )
+            ctx.count("socket_closing")
+            manager.request("rotate", session.index, "socket_closing", frame.source)
+        elif kind is FrameKind.CHANNEL_GONE:
+            self._lost(session, state, frame, previous_ms, "channel_lost", classified.message)
+            manager.request("recover", session.index, "channel_lost", frame.source)
+        elif kind in (FrameKind.NO_LONGER_SUBSCRIBED, FrameKind.TOKEN_REVOKED):
+            reason = kind.value
+            self._lost(session, state, frame, received_ms, reason, classified.message)
+            manager.request("rotate", session.index, reason, frame.source)
+        else:
+            ctx.logger.info(
+                "channel %d: %s frame: %s", session.index, kind.value, classified.message
+            )
+
+    def _lost(
+        self,
+        session: ChannelSession,
+        state: _SessionState,
+        frame: Frame,
+        from_ms: int | None,
+        reason: str,
+        message: str | None,
+    ) -> None:
+        """The socket still looks open but delivers nothing any more: a gap starts."""
+        assert self._ctx is not None
+        self._ctx.logger.warning(
+            "channel %d: %s (%s); replacing the channel", session.index, reason, message
+        )
+        state.live.discard(frame.source)
+        if state.pending is None:
+            channel_id = frame.source.rsplit("/", 1)[-1]
+            state.pending = _Gap(from_ms, reason, message or reason, channel_id)
+
+    def _dead_letter(self, frame: Frame, reason: str, exc: BaseException | None) -> None:
+        assert self._ctx is not None
+        self._ctx.count("malformed_frames")
+        self._ctx.dead_letter(frame.payload, reason, stage="POLL", exception=exc)
+
+    # --- control frames: connection changes in stream order ------------------------------------
+    def _control(self, frame: Frame, out: list[SourceRecord]) -> None:
+        ctx, manager = self._ctx, self._manager
+        assert ctx is not None and manager is not None
+        message = orjson.loads(frame.payload)
+        source: str = message["source"]
+        kind: str = message["kind"]
+        at_ms = frame.received_ns // 1_000_000
+        if kind == "rotation_started":
+            self._dedupe.rotation_started()
+            return
+        if kind == "rotation_finished":
+            self._dedupe.rotation_finished(at_ms)
+            return
+        session = manager.session_of(source)
+        if session is None:
+            return
+        state = self._states[session.index]
+        if kind == "connected":
+            state.live.add(source)
+            if not state.started:
+                state.started = True
+                self._start_gaps(session, at_ms, out)
+            elif state.pending is not None:
+                self._emit_gap(session, state.pending, at_ms, out)
+            state.pending = None
+            ctx.set_status_detail("channels", manager.status())
+        elif kind == "disconnected":
+            was_live = source in state.live
+            state.live.discard(source)
+            if session.is_retiring(source) or not was_live or state.live:
+                return  # planned, already counted, or another socket still covers the topics
+            if state.pending is None:
+                last = state.last_frame_ms.get(source, at_ms)
+                state.pending = _Gap(
+                    last,
+                    "disconnect",
+                    str(message.get("reason") or "socket lost"),
+                    source.rsplit("/", 1)[-1],
+                )
+            ctx.logger.warning(
+                "channel %d: socket lost (%s); reconnecting", session.index, message.get("reason")
+            )
+            ctx.set_status_detail("channels", manager.status())
+
+    def _start_gaps(
+        self, session: ChannelSession, connected_ms: int, out: list[SourceRecord]
+    ) -> None:
+        ctx, config = self._ctx, self._config
+        assert ctx is not None and config is not None
+        restarts = 0
+        earliest: int | None = None
+        for topic in session.permitted:
+            from_ms, reason = compute_start_gap(self._offsets.get(topic), connected_ms)
+            if reason == "restart":
+                restarts += 1
+                earliest = from_ms if earliest is None or (from_ms or 0) < earliest else earliest
+            out.append(
+                self._gap_record(topic, from_ms, connected_ms, reason, "connector start", None)
+            )
+        starts = len(session.permitted) - restarts
+        if restarts:
+            ctx.count("gaps", restarts, reason="restart")
+            self._report_gap(session, "restart", earliest, connected_ms, restarts)
+        if starts:
+            ctx.count("coverage_starts", starts)
+            ctx.logger.info(
+                "channel %d: %d topics covered from now on (no committed offset before)",
+                session.index,
+                starts,
+            )
+
+    def _emit_gap(
+        self, session: ChannelSession, gap: _Gap, to_ms: int, out: list[SourceRecord]
+    ) -> None:
+        assert self._ctx is not None
+        for topic in session.permitted:
+            out.append(
+                self._gap_record(topic, gap.from_ms, to_ms, gap.reason, gap.detail, gap.channel_id)
+            )
+        self._ctx.count("gaps", len(session.permitted), reason=gap.reason)
+        self._report_gap(session, gap.reason, gap.from_ms, to_ms, len(session.permitted))
+
+    def _report_gap(
+        self, session: ChannelSession, reason: str, from_ms: int | None, to_ms: int, count: int
+    ) -> None:
+        assert self._ctx is not None
+        self._gaps_reported += count
+        self._ctx.logger.warning(
+            "GAP channel %d: %d topics may have lost events from %s to %s (%s); gap records "
+            "written to %s",
+            session.index,
+            count,
+            from_ms,
+            to_ms,
+            reason,
+            self._config.gaps_topic if self._config else "?",
+        )
+        self._ctx.set_status_detail(
+            "last_gap",
+            {
+                "channel": session.index,
+                "topics": count,
+                "from_ms": from_ms,
+                "to_ms": to_ms,
+                "reason": reason,
+            },
+        )
+        self._ctx.set_status_detail("gaps_reported", self._gaps_reported)
+
+    def _gap_record(
+        self,
+        topic: str,
+        from_ms: int | None,
+        to_ms: int,
+        reason: str,
+        detail: str | None,
+        channel_id: str | None,
+    ) -> SourceRecord:
+        ctx, config = self._ctx, self._config
+        assert ctx is not None and config is not None
+        record = events.gap_record(
+            gaps_topic=config.gaps_topic,
+            connector=ctx.connector_name,
+            task_id=ctx.task_id,
+            genesys_topic=topic,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            reason=reason,
+            detail=detail,
+            last_offset=self._offsets.get(topic),
+            channel_id=channel_id,
+        )
+        self._offsets[topic] = cast(Mapping[str, Any], record.source_offset)
+        return record
+
+    # --- supervisor callbacks ------------------------------------------------------------------
+    def _on_subscribed(self, session: ChannelSession) -> None:
+        assert self._ctx is not None
+        with self._status_lock:
+            for topic in session.topics:
+                self._rejected.pop(topic, None)
+            for rejected in session.rejected:
+                self._rejected[rejected.topic] = rejected.as_status()
+            snapshot = list(self._rejected.values())
+        self._ctx.set_status_detail("rejected_topics", snapshot)
+        if session.rejected:
+            self._ctx.count("rejected_topics", len(session.rejected))
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        self._fatal = exc
+        if self._buffer is not None:
+            self._buffer.close()
+
+
+def assigned_channels(
+    config: GenesysNotificationsConfig, task_config: Mapping[str, Any]
+) -> list[plan.ChannelPlan]:
+    """This task's channels: from ``task_config["channels"]``, or (no assignment, e.g. a task
+    run on its own) every channel of the plan."""
+    channels = task_config.get("channels") if task_config else None
+    if channels:
+        return [plan.ChannelPlan(int(c["index"]), tuple(c["topics"])) for c in channels]
+    whole = plan.make_plan(
+        config.topics(),
+        max_topics=config.channel_max_topics,
+        usable_channels=config.usable_channels(),
+        max_tasks=1,
+    )
+    return list(whole.channels)

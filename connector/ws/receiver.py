@@ -307,7 +307,8 @@ class WebSocketReceiver:
         """Stop receiving: close the socket (a blocked read returns at once) and join the thread.
 
         Idempotent and callable from any thread, including from a callback on the receiver
-        thread (then it does not join). Sends a close frame when connected.
+        thread (then it does not join). Sends a close frame when connected. ``timeout_s=0``
+        only signals, so that a caller can stop many receivers and then join them all.
         """
         self._stopping.set()
         with self._lock:
@@ -317,7 +318,7 @@ class WebSocketReceiver:
             self._abort(ws)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-            if thread.is_alive():
+            if thread.is_alive() and timeout_s > 0:
                 logger.warning("receiver %s did not stop within %.1fs", self.name, timeout_s)
 
     @property

@@ -1,0 +1,165 @@
+"""Reading fields out of a parsed JSON message: dotted paths, topic templates, timestamps.
+
+Everything here is compiled once from the config (at import of a task's config) so that the
+per-message work is a few dict lookups.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+MISSING: Any = object()
+"""Returned by a :data:`FieldGetter` when the path does not exist in the message."""
+
+FieldGetter = Callable[[Any], Any]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def compile_path(path: str) -> FieldGetter:
+    """Return a getter for a dotted ``path`` (``eventBody.id``; digits index into lists).
+
+    The getter returns :data:`MISSING` when any step is absent or of the wrong type.
+
+    >>> get = compile_path("a.b.1")
+    >>> get({"a": {"b": [10, 20]}}), get({"a": {}}) is MISSING
+    (20, True)
+    """
+    parts = path.split(".")
+    if not path or any(not part for part in parts):
+        raise ValueError(f"invalid field path {path!r}: use dot-separated names like 'a.b'")
+    if len(parts) == 1:
+        (name,) = parts
+
+        def get_one(message: Any) -> Any:
+            if type(message) is dict:
+                return message.get(name, MISSING)
+            return MISSING
+
+        return get_one
+
+    steps: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
+
+    def get_nested(message: Any) -> Any:
+        current = message
+        for step in steps:
+            if type(current) is dict:
+                current = current.get(str(step) if isinstance(step, int) else step, MISSING)
+            elif type(current) is list and isinstance(step, int):
+                current = current[step] if step < len(current) else MISSING
+            else:
+                return MISSING
+            if current is MISSING:
+                return MISSING
+        return current
+
+    return get_nested
+
+
+def render_scalar(value: Any) -> str | None:
+    """The text of a key or topic part: strings as-is, numbers and booleans as JSON, objects
+    and arrays as compact JSON; ``None`` for JSON null or a missing field."""
+    if value is MISSING or value is None:
+        return None
+    if type(value) is str:
+        return value
+    return orjson.dumps(value).decode()
+
+
+class TopicTemplate:
+    """A topic name with ``{field.path}`` placeholders filled from the message (``ws.{type}``).
+
+    ``{{`` and ``}}`` are literal braces. A constant template costs nothing per message.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self._parts: list[str | tuple[str, FieldGetter]] = []
+        try:
+            parsed = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise ValueError(f"invalid topic template {template!r}: {exc}") from exc
+        for literal, field, spec, conversion in parsed:
+            if literal:
+                self._parts.append(literal)
+            if field is None:
+                continue
+            if spec or conversion:
+                raise ValueError(
+                    f"invalid topic template {template!r}: use plain {{field.path}} "
+                    "placeholders, without ':' format specs or '!' conversions"
+                )
+            self._parts.append((field, compile_path(field)))
+        self.constant: str | None = None
+        if all(isinstance(part, str) for part in self._parts):
+            self.constant = "".join(part for part in self._parts if isinstance(part, str))
+            if not is_valid_topic(self.constant):
+                raise ValueError(f"invalid topic {self.constant!r}: {TOPIC_RULE}")
+        self._valid: set[str] = set()
+
+    @property
+    def fields(self) -> list[str]:
+        """The field paths used by the placeholders."""
+        return [part[0] for part in self._parts if isinstance(part, tuple)]
+
+    def render(self, message: Any) -> str:
+        """The topic for ``message``; raises ``ValueError`` naming the problem field."""
+        if self.constant is not None:
+            return self.constant
+        pieces: list[str] = []
+        for part in self._parts:
+            if isinstance(part, str):
+                pieces.append(part)
+                continue
+            field, get = part
+            text = render_scalar(get(message))
+            if text is None:
+                raise ValueError(f"topic field '{field}' is missing or null")
+            pieces.append(text)
+        topic = "".join(pieces)
+        if topic not in self._valid:
+            if not is_valid_topic(topic):
+                raise ValueError(f"topic {topic!r} from template {self.template!r}: {TOPIC_RULE}")
+            if len(self._valid) < 10_000:  # bounded: field values are untrusted input
+                self._valid.add(topic)
+        return topic
+
+
+TOPIC_RULE = "a Kafka topic has 1-249 characters from [A-Za-z0-9._-]"
+
+
+def is_valid_topic(topic: str) -> bool:
+    """Whether Kafka accepts ``topic`` as a topic name."""
+    return bool(_KAFKA_TOPIC.match(topic)) and topic not in (".", "..")
+
+
+def parse_timestamp_ms(value: Any) -> int | None:
+    """Epoch milliseconds from an epoch-ms number, a digit string, or an ISO-8601 string.
+
+    Naive ISO times are taken as UTC. Returns ``None`` when ``value`` is none of those.
+
+    >>> parse_timestamp_ms(1700000000123), parse_timestamp_ms("2023-11-14T22:13:20.123Z")
+    (1700000000123, 1700000000123)
+    """
+    kind = type(value)
+    if kind is int or kind is float:
+        return int(value)
+    if kind is not str:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // _ONE_MS  # integer arithmetic: no float rounding of the ms

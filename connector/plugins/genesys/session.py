@@ -133,6 +133,7 @@ class ChannelManager:
         name: for thread names and logs (``<connector>-<task>``).
         on_subscribed: called (supervisor thread) with the session after each subscription.
         on_fatal: called with an error that retrying cannot fix (refused credentials).
+        on_change: called (supervisor thread) after a session moved to a new channel.
     """
 
     def __init__(
@@ -149,6 +150,7 @@ class ChannelManager:
         log: logging.LoggerAdapter[logging.Logger] | None = None,
         on_subscribed: Callable[[ChannelSession], None] | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.sessions = [ChannelSession(p.index, p.topics) for p in plans]
         self._by_index = {s.index: s for s in self.sessions}
@@ -163,6 +165,7 @@ class ChannelManager:
         self._log = log or logging.LoggerAdapter(logger, {})
         self._on_subscribed = on_subscribed
         self._on_fatal = on_fatal
+        self._on_change = on_change
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._delayed: list[_Command] = []
         self._stop = client.stop
@@ -384,6 +387,8 @@ class ChannelManager:
             session.token_renew_at = renew_at
             session.connect_failures = 0
             session.busy = False
+        if self._on_change:
+            self._on_change()
 
     def _bring_up(self, session: ChannelSession, reason: str) -> None:
         channel, source, renew_at = self._new_channel(session)

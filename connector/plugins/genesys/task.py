@@ -231,6 +231,7 @@ class GenesysNotificationsSourceTask(SourceTask):
             log=ctx.logger,
             on_subscribed=self._on_subscribed,
             on_fatal=self._on_fatal,
+            on_change=self._publish_channels,
         )
         ctx.logger.info(
             "starting %d channel(s) with %d topics; %d topics have a committed offset",
@@ -487,6 +488,10 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._ctx.set_status_detail("rejected_topics", snapshot)
         if session.rejected:
             self._ctx.count("rejected_topics", len(session.rejected))
+
+    def _publish_channels(self) -> None:
+        if self._ctx is not None and self._manager is not None:
+            self._ctx.set_status_detail("channels", self._manager.status())
 
     def _on_fatal(self, exc: BaseException) -> None:
         self._fatal = exc

@@ -141,3 +141,24 @@ def test_entry_point_names_the_connector() -> None:
     if found:
         assert found[0].load() is GenesysNotificationsSourceConnector
     assert GenesysNotificationsSourceConnector.spec.name == "genesys_notifications"
+
+
+def test_config_template_validates() -> None:
+    import pathlib
+
+    import yaml
+
+    from connector.api import PluginSpec
+
+    path = pathlib.Path(__file__).resolve().parents[4] / "config" / "genesys.yaml"
+    document = yaml.safe_load(path.read_text())
+    (block,) = [c for c in document["connectors"] if c["plugin"] == "genesys_notifications"]
+    envelope = ("name", "plugin", "tasks.max", "key.converter", "value.converter")
+    plugin_keys = {
+        k: v for k, v in block.items() if k not in envelope and not k.startswith("errors.")
+    }
+    plugin_keys["genesys.client.id"] = "id"
+    plugin_keys["genesys.client.secret"] = "secret"
+    spec: PluginSpec = GenesysNotificationsSourceConnector.spec
+    config = spec.config_model.model_validate(plugin_keys)
+    assert GenesysNotificationsSourceConnector().validate(config) == []

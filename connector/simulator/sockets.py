@@ -91,8 +91,9 @@ class WsConnection:
             out, rows = self._apply_faults(out, rows)
             if not out:
                 return
-        self.transport.write(b"".join(out))
+        # Ledger first: a reader on another thread may see the frame before write() returns.
         self.hub.ledger.extend_rows(rows)
+        self.transport.write(b"".join(out))
 
     def _apply_faults(
         self, out: list[bytes], rows: list[LedgerRow]

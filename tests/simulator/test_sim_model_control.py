@@ -215,3 +215,38 @@ def test_cli_registers_simulate_genesys(tmp_path) -> None:
     cfg = build_config(args)
     assert (cfg.seed, cfg.queues, cfg.rate) == (4, 2, 10)
     assert cfg.clients[0].permissions == ("x:y:z",)
+
+
+def test_protocol_ping_and_ws_subscribe_commands(sim: GenesysSimulator, api: Api) -> None:
+    ch = api.channel()
+    ws = connect(ch["connectUri"])
+    try:
+        ws.ping(b"hi")
+        while True:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == 0xA:
+                assert data == b"hi"
+                break
+        user = sim.user_ids[0]
+        ws.send(
+            orjson.dumps(
+                {
+                    "message": "subscribe",
+                    "topics": [f"v2.users.{user}.presence"],
+                    "correlationId": "c1",
+                }
+            ).decode()
+        )
+        assert recv_until(ws, lambda m: "result" in m)[-1] == {
+            "result": "200",
+            "status": "subscribed",
+        }
+        path = f"/api/v2/notifications/channels/{ch['id']}/subscriptions"
+        assert [e["id"] for e in api.req("GET", path).json()["entities"]] == [
+            f"v2.users.{user}.presence"
+        ]
+        ws.send('{"message":"subscribe","correlationId":"c2"}')
+        reply = recv_until(ws, lambda m: "result" in m)[-1]
+        assert reply["result"] == "400" and reply["correlationId"] == "c2"
+    finally:
+        ws.close()

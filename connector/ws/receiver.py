@@ -502,6 +502,8 @@ class WebSocketReceiver:
                         return outcome
                     now = monotonic()
             elif opcode == _OPCODE_CLOSE:
+                if stopping.is_set():  # the server's answer to the close frame stop() sent
+                    return _Disconnect("stopped", stopping=True)
                 return self._server_closed(data)
             if now >= next_check:
                 next_check = now + tick_s

@@ -46,18 +46,20 @@ def compile_path(path: str) -> FieldGetter:
 
         return get_one
 
-    steps: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
+    # Each step is (dict key, list index or -1): no type dispatch left for the hot path.
+    steps = tuple((part, int(part) if part.isdigit() else -1) for part in parts)
 
     def get_nested(message: Any) -> Any:
         current = message
-        for step in steps:
-            if type(current) is dict:
-                current = current.get(str(step) if isinstance(step, int) else step, MISSING)
-            elif type(current) is list and isinstance(step, int):
-                current = current[step] if step < len(current) else MISSING
+        for key, index in steps:
+            kind = type(current)
+            if kind is dict:
+                current = current.get(key, MISSING)
+                if current is MISSING:
+                    return MISSING
+            elif kind is list and 0 <= index < len(current):
+                current = current[index]
             else:
-                return MISSING
-            if current is MISSING:
                 return MISSING
         return current
 
@@ -104,6 +106,13 @@ class TopicTemplate:
             if not is_valid_topic(self.constant):
                 raise ValueError(f"invalid topic {self.constant!r}: {TOPIC_RULE}")
         self._valid: set[str] = set()
+        self._single: tuple[str, tuple[str, FieldGetter], str] | None = None
+        fields = [part for part in self._parts if isinstance(part, tuple)]
+        if len(fields) == 1:
+            at = self._parts.index(fields[0])
+            before = "".join(p for p in self._parts[:at] if isinstance(p, str))
+            after = "".join(p for p in self._parts[at + 1 :] if isinstance(p, str))
+            self._single = (before, fields[0], after)
 
     @property
     def fields(self) -> list[str]:
@@ -114,6 +123,22 @@ class TopicTemplate:
         """The topic for ``message``; raises ``ValueError`` naming the problem field."""
         if self.constant is not None:
             return self.constant
+        if self._single is not None:  # "prefix.{field}.suffix": the common shape
+            prefix, (field, get), suffix = self._single
+            text = render_scalar(get(message))
+            if text is None:
+                raise ValueError(f"topic field '{field}' is missing or null")
+            topic = prefix + text + suffix
+        else:
+            topic = self._render_parts(message)
+        if topic not in self._valid:
+            if not is_valid_topic(topic):
+                raise ValueError(f"topic {topic!r} from template {self.template!r}: {TOPIC_RULE}")
+            if len(self._valid) < 10_000:  # bounded: field values are untrusted input
+                self._valid.add(topic)
+        return topic
+
+    def _render_parts(self, message: Any) -> str:
         pieces: list[str] = []
         for part in self._parts:
             if isinstance(part, str):
@@ -124,13 +149,7 @@ class TopicTemplate:
             if text is None:
                 raise ValueError(f"topic field '{field}' is missing or null")
             pieces.append(text)
-        topic = "".join(pieces)
-        if topic not in self._valid:
-            if not is_valid_topic(topic):
-                raise ValueError(f"topic {topic!r} from template {self.template!r}: {TOPIC_RULE}")
-            if len(self._valid) < 10_000:  # bounded: field values are untrusted input
-                self._valid.add(topic)
-        return topic
+        return "".join(pieces)
 
 
 TOPIC_RULE = "a Kafka topic has 1-249 characters from [A-Za-z0-9._-]"

@@ -126,7 +126,10 @@ class WebSocketSourceTask(SourceTask):
         self._filter_drops_matches = config.message_filter_mode == "drop"
         self._envelope = config.value_format == "envelope"
 
-        urls = list(ctx.task_config.get("urls") or config.all_urls)
+        # The connector always hands out {"urls": [...]}; without it (a test, a single-task
+        # deployment built by hand) the task reads every configured URL.
+        task_urls = ctx.task_config.get("urls")
+        urls = list(task_urls) if task_urls is not None else config.all_urls
         self._buffer = EventBuffer(config.buffer_capacity)
         for url in urls:
             source = redact_url(url)

@@ -282,6 +282,7 @@ def test_stop_is_prompt_while_blocked_in_recv_and_closes_politely(
     wait_until(connection.closed.is_set)
     assert connection.close_code == 1000
     assert events.kinds()[-1] == ReceiverEventKind.STOPPED
+    assert not events.of(ReceiverEventKind.SERVER_CLOSED)  # the close reply is not an error
     receiver.stop()  # idempotent
 
 

@@ -283,7 +283,7 @@ class WebSocketReceiver:
         self._liveness_anchor = 0.0
 
         self.frames = 0
-        """Data frames put into the buffer since creation."""
+        """Data frames (text and binary) received since creation."""
         self.bytes = 0
         """Payload bytes of those frames."""
         self.reconnects = 0
@@ -416,7 +416,6 @@ class WebSocketReceiver:
 
     def _connected_session(self, ws: websocket.WebSocket, redacted: str) -> _SessionEnd:
         _install_read_ahead(ws)
-        ws.settimeout(self._tick_s)
         opened_at = time.monotonic()
         frames_before = self.frames
         self._connected = True
@@ -430,8 +429,10 @@ class WebSocketReceiver:
         self._notify(ReceiverEventKind.CONNECTED, url=redacted)
 
         try:
+            # on_open still runs under the connect timeout: subscribing may take a while.
             if self._on_open is not None:
                 self._on_open(_ConnectionSender(ws))
+            ws.settimeout(self._tick_s)
         except Exception as exc:
             outcome = _Disconnect("on_open failed", exc, stopping=self._stopping.is_set())
         else:

@@ -59,7 +59,12 @@ def ensure_topic(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:  # metadata propagates asynchronously
         found = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if found is not None and found.error is None and found.partitions:
+        if (
+            found is not None
+            and found.error is None
+            and found.partitions
+            and all(p.leader >= 0 and p.error is None for p in found.partitions.values())
+        ):
             break
         time.sleep(0.05)
     return True
@@ -131,9 +136,7 @@ class KafkaOffsetStore:
                 raise OffsetStoreError(f"offsets topic {self.topic} is not available")
             ends: dict[int, int] = {}
             for partition in topic_meta.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), timeout=timeout_s
-                )
+                low, high = _watermarks(consumer, TopicPartition(self.topic, partition), timeout_s)
                 if high > low:
                     ends[partition] = high
             if not ends:
@@ -220,6 +223,25 @@ class KafkaOffsetStore:
         if self._producer is not None:
             self._producer.flush(self._flush_timeout_s)
             self._producer = None
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """Watermarks, retrying the transient errors of a freshly created or moving partition."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() not in (
+                KafkaError.NOT_LEADER_FOR_PARTITION,
+                KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+            ):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 class StoreOffsetReader:

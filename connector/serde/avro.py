@@ -85,7 +85,7 @@ class AvroConverter:
             subject = self._strategy(topic, record_full_name(schema.definition), self._is_key)
             schema_id, definition = self._schema_id(subject, schema)
             try:
-                parsed = parse_schema(dict(definition), _named_schemas={})
+                parsed = parse_schema(dict(definition), named_schemas={})
             except Exception as exc:
                 raise ConversionError(f"invalid Avro schema {schema.name}: {exc}") from exc
             entry = (struct.pack(">bI", _MAGIC, schema_id), parsed)

@@ -1,0 +1,1 @@
+"""datagen: a deterministic sequence source for demos, tests and runtime benchmarks."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from connector.api.context import ConnectorContext
 from connector.api.errors import ConfigIssue
+from connector.api.record import AvroSchema
 from connector.api.spec import PluginSpec
 from connector.api.task import SourceTask
 
@@ -36,6 +37,15 @@ class SourceConnector(ABC):
     def check_connection(self, config: BaseModel) -> list[ConfigIssue]:
         """Online checks for ``connector validate --connect`` (credentials, permissions)."""
         return []
+
+    def value_schemas(self, config: BaseModel, connector_name: str) -> Mapping[str, AvroSchema]:
+        """Kafka topic -> the Avro value schema this connector writes there, when known ahead.
+
+        The runtime registers (or looks up) these before a task starts, so a missing or
+        incompatible schema fails before any source is read; ``connector validate --connect``
+        checks them for compatibility against the registry. Default: none known.
+        """
+        return {}
 
     def start(self, ctx: ConnectorContext) -> None:  # noqa: B027
         """Called once before :meth:`task_configs`, with the validated config in ``ctx``."""

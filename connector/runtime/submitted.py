@@ -38,7 +38,7 @@ class Submitted:
         if err is None:
             self.ack()
         else:
-            self.tracker._on_failure(self, err)
+            self.tracker._on_failure(self, err, msg)
 
 
 class _Partition:
@@ -62,8 +62,9 @@ class SubmittedRecords:
         self._all_acked = threading.Condition(self._lock)
 
     def set_failure_handler(self, handler: Any) -> None:
-        """``handler(submitted, err) -> bool``: True when the failure was handled (for example
-        sent to the dead-letter topic) and the record counts as acked."""
+        """``handler(submitted, err, msg) -> bool``: True when the handler took the failed
+        record over (for example re-produced it to the dead-letter topic) and will ack or fail
+        ``submitted`` itself; False latches the failure."""
         self._failure_handler = handler
 
     def submit(
@@ -94,11 +95,14 @@ class SubmittedRecords:
             if self._in_flight == 0:
                 self._all_acked.notify_all()
 
-    def _on_failure(self, handle: Submitted, err: Any) -> None:
+    def _on_failure(self, handle: Submitted, err: Any, msg: Any = None) -> None:
         handler = self._failure_handler
-        if handler is not None and handler(handle, err):
-            handle.ack()
+        if handler is not None and handler(handle, err, msg):
             return
+        self.fail(err)
+
+    def fail(self, err: Any) -> None:
+        """Latch ``err`` as this task's delivery failure (the first one wins)."""
         with self._lock:
             if self._failure is None:
                 self._failure = DeliveryError(

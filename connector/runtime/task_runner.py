@@ -11,12 +11,13 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from connector.api import (
+    AvroSchema,
     ConversionError,
     RetriableError,
     SourceRecord,
@@ -59,6 +60,7 @@ class SourceTaskRunner:
         value_converter: Converter,
         transform: Transform | None,
         ensure_topic: TopicEnsurer,
+        value_schemas: Mapping[str, AvroSchema] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.task = task
@@ -74,6 +76,7 @@ class SourceTaskRunner:
         self._value_converter = value_converter
         self._transform = transform
         self._ensure_topic = ensure_topic
+        self._value_schemas = dict(value_schemas or {})
         self._known_topics: set[str] = set()
         self._clock = clock
         self.submitted = SubmittedRecords()
@@ -116,6 +119,9 @@ class SourceTaskRunner:
         name = f"{self.ctx.connector_name}-{self.ctx.task_id}"
         pending: list[SourceRecord] = []
         try:
+            if not self._prepare():
+                self.status.set(State.STOPPED)
+                return
             self.task.start(self.ctx)
             self.status.set(State.RUNNING)
             logger.info("task %s started", name)
@@ -140,6 +146,38 @@ class SourceTaskRunner:
             logger.error("task %s failed: %s", name, exc)
             self._stop_task_quietly()
             self._commit_quietly()
+
+    def _prepare(self) -> bool:
+        """Before the source is read: create the dead-letter and known target topics and
+        resolve the known value schemas in the registry, so that a bad registry or an
+        incompatible schema fails the task before any event is consumed. Returns False when
+        stopped while waiting for the registry."""
+        dead_letter_topic = self.envelope.errors_deadletterqueue_topic_name
+        for topic in [dead_letter_topic, *self._value_schemas]:
+            if topic is not None and topic not in self._known_topics:
+                self._ensure_topic(topic)
+                self._known_topics.add(topic)
+        resolve = getattr(self._value_converter, "resolve", None)
+        if resolve is None:
+            return True
+        for topic, schema in self._value_schemas.items():
+            while True:
+                try:
+                    resolve(topic, schema)
+                    break
+                except RetriableError as exc:
+                    if self._retry_exhausted():
+                        raise TaskFailedError(
+                            f"schema registry unavailable for {self.ctx.connector_name} "
+                            f"after errors.retry.timeout: {exc}"
+                        ) from exc
+                    delay = self._retry_backoff.next_delay()
+                    logger.warning("%s; retrying in %.1fs", exc, delay)
+                    if self._stop.wait(delay):
+                        return False
+        self._retry_started = None
+        self._retry_backoff.reset()
+        return True
 
     def _poll_task(self) -> list[SourceRecord]:
         try:
@@ -353,19 +391,52 @@ class SourceTaskRunner:
             headers["exception.stacktrace"] = "".join(traceback.format_exception(exc))[-8000:]
         return [(_ERROR_HEADER + name, value.encode("utf-8")) for name, value in headers.items()]
 
-    def _on_delivery_failure(self, handle: Submitted, err: Any) -> bool:
-        """Producer thread: a record Kafka refused. Tolerated under ``all`` (logged, counted),
-        as Connect does for KAFKA_PRODUCE; under ``none`` the task fails."""
-        if self.envelope.errors_tolerance == "all":
+    def _on_delivery_failure(self, handle: Submitted, err: Any, msg: Any) -> bool:
+        """Producer thread: Kafka refused a record (too large, invalid timestamp...).
+
+        Under ``errors.tolerance=all`` with a dead-letter topic, the record's bytes go there with
+        stage ``KAFKA_PRODUCE`` and its offset advances only once the DLQ write is acked. Under
+        ``all`` without a DLQ it is logged at ERROR and counted (Connect's behaviour). Under
+        ``none`` the failure is latched and the task fails.
+        """
+        if self.envelope.errors_tolerance != "all":
+            return False
+        metrics.ERRORS_TOLERATED.labels(**self._labels).inc()
+        topic = self.envelope.errors_deadletterqueue_topic_name
+        if topic is None or msg is None:
             logger.error(
-                "Kafka refused a record of %s (offset %s): %s; tolerated",
+                "Kafka refused a record of %s (source offset %s): %s; tolerated and dropped "
+                "(set errors.deadletterqueue.topic.name to keep such records)",
                 self.ctx.connector_name,
                 _json(handle.offset),
                 err,
             )
-            metrics.ERRORS_TOLERATED.labels(**self._labels).inc()
+            handle.ack()
             return True
-        return False
+        letter = DeadLetter(
+            None, f"Kafka refused the record: {err}", None, handle.offset, "KAFKA_PRODUCE", None
+        )
+        headers = list(msg.headers() or []) + self._error_headers(letter, msg.topic())
+
+        def on_dead_letter_delivery(dlq_err: Any, dlq_msg: Any) -> None:
+            if dlq_err is None:
+                handle.ack()
+            else:
+                self.submitted.fail(dlq_err)
+
+        try:
+            self._produce(
+                topic,
+                msg.value(),
+                msg.key(),
+                headers=headers,
+                on_delivery=on_dead_letter_delivery,
+            )
+        except (BufferError, Exception) as exc:  # never lose it silently: fail the task
+            self.submitted.fail(exc)
+            return True
+        metrics.DEAD_LETTERED.labels(**self._labels).inc()
+        return True
 
     # -- commit ----------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class _ConnectorRuntime:
     state: State = State.UNASSIGNED
     trace: str | None = None
     slots: list[_TaskSlot] = field(default_factory=list)
+    value_schemas: dict[str, Any] = field(default_factory=dict)
 
 
 class Worker:
@@ -102,6 +103,9 @@ class Worker:
         self._connectors[envelope.name] = runtime
         try:
             instance.start(ctx)
+            runtime.value_schemas = dict(
+                instance.value_schemas(deployment.plugin_config, envelope.name)
+            )
             task_configs = instance.task_configs(envelope.tasks_max)
             if not task_configs or len(task_configs) > envelope.tasks_max:
                 raise TaskFailedError(
@@ -175,6 +179,7 @@ class Worker:
                 envelope.predicates_config,
             ),
             ensure_topic=lambda topic: self._ensure_topic(topic, envelope),
+            value_schemas=slot.connector.value_schemas,
             clock=self._clock,
         )
         slot.runner.start()

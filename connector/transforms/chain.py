@@ -48,7 +48,11 @@ def _regex_router(config: Mapping[str, Any]) -> Transform:
 
     def route(record: SourceRecord) -> SourceRecord:
         if pattern.fullmatch(record.topic):
-            return dataclasses.replace(record, topic=pattern.sub(replacement, record.topic))
+            # count=1: Java's replaceFirst. A pattern like (.*) also matches the empty string
+            # at the end, which re.sub would replace a second time.
+            return dataclasses.replace(
+                record, topic=pattern.sub(replacement, record.topic, count=1)
+            )
         return record
 
     return route

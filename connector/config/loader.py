@@ -63,6 +63,10 @@ def load_document(path: Path) -> tuple[SourceDocument | None, list[ConfigIssue]]
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and mark.index >= len(text) and exc.context_mark is not None:
+            # "unexpected end of stream" points past the last line; where the unclosed
+            # quote or bracket was opened is what the user has to fix.
+            mark = exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         line = mark.line + 1 if mark is not None else None
         return None, [ConfigIssue("", f"invalid YAML: {problem}", file=file, line=line)]
@@ -104,6 +108,9 @@ def _index_lines(
 
 def _display(path: KeyPath) -> str:
     text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    for position, part in enumerate(path):
+        if isinstance(part, int) or (position == 1 and path[0] == "connectors"):
+            text += f"[{part}]"  # connectors are addressed as connectors[<name>]
+        else:
+            text += f".{part}" if text else part
     return text

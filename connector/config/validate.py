@@ -103,7 +103,8 @@ def validate_paths(
         if not isinstance(data, dict):
             report((), "expected a mapping with 'worker:' and/or 'connectors:'")
             continue
-        data = ProviderResolver(path.parent, environ).resolve(data, (), report)
+        _label_connectors(data.get("connectors"), report)
+        data = ProviderResolver(path.parent, environ).resolve(data, (), report.unresolved)
         for key in data:
             if key not in _TOP_LEVEL_KEYS:
                 report((key,), f"unknown key{_suggest(str(key), _TOP_LEVEL_KEYS)}")
@@ -156,8 +157,19 @@ class _Reporter:
         self.document = document
         self.issues = issues
         self.labels: dict[KeyPath, str] = {}
+        self._unresolved: set[KeyPath] = set()
+
+    def unresolved(self, path: KeyPath, message: str) -> None:
+        """A placeholder failed: report it, and mute later complaints about the same value
+        (which would only be about the placeholder text left in place)."""
+        self._unresolved.add(path)
+        self._emit(path, message)
 
     def __call__(self, path: KeyPath, message: str) -> None:
+        if path not in self._unresolved:
+            self._emit(path, message)
+
+    def _emit(self, path: KeyPath, message: str) -> None:
         self.issues.append(
             ConfigIssue(
                 self.display(path),
@@ -176,6 +188,13 @@ class _Reporter:
             else:
                 text += f".{part}" if text else str(part)
         return text
+
+
+def _label_connectors(raw: Any, report: _Reporter) -> None:
+    if isinstance(raw, list):
+        for index, block in enumerate(raw):
+            if isinstance(block, dict) and isinstance(block.get("name"), str):
+                report.labels[("connectors", index)] = block["name"]
 
 
 def _connector_blocks(raw: Any, report: _Reporter) -> list[tuple[int | str, dict[str, Any]]]:
@@ -338,6 +357,9 @@ def _report_validation(
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
             secret = any(is_secret_key(str(p)) for p in loc)
+            if message.startswith("Invalid value"):
+                report(path, message)
+                continue
             shown = "[hidden]" if secret else repr(error.get("input"))
             report(path, f"Invalid value {shown} for {'.'.join(map(str, loc))}: {message}")
 

@@ -125,8 +125,48 @@ def _connection_checks(deployment: Any) -> list[str]:
         except Exception as exc:
             problems.append(f"schema.registry.url: cannot reach {url}: {type(exc).__name__}")
     for connector in deployment.connectors:
-        for issue in connector.connector_class().check_connection(connector.plugin_config):
+        instance = connector.connector_class()
+        for issue in instance.check_connection(connector.plugin_config):
             problems.append(f"{connector.file}: connectors[{connector.name}].{issue}")
+        problems.extend(_compatibility_problems(connector, instance, worker))
+    return problems
+
+
+def _compatibility_problems(connector: Any, instance: Any, worker: Any) -> list[str]:
+    """Each known value schema must be compatible with what its subject already holds."""
+    import json as jsonlib
+
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    from connector.serde.avro import record_full_name
+    from connector.serde.factory import registry_client
+    from connector.serde.registry import strategy_named
+
+    envelope = connector.envelope
+    if envelope.value_converter != "avro":
+        return []
+    config = envelope.value_converter_config
+    url = config.get("schema.registry.url") or worker.schema_registry_url
+    client = registry_client(url, worker.schema_registry)
+    strategy = strategy_named(str(config.get("value.subject.name.strategy", "TopicNameStrategy")))
+    problems = []
+    for topic, schema in instance.value_schemas(connector.plugin_config, connector.name).items():
+        subject = strategy(topic, record_full_name(schema.definition), False)
+        try:
+            compatible = client.test_compatibility(
+                subject, Schema(jsonlib.dumps(schema.definition), "AVRO")
+            )
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                continue  # a new subject: nothing to be compatible with
+            problems.append(f"connectors[{connector.name}]: subject {subject}: {exc}")
+            continue
+        if not compatible:
+            problems.append(
+                f"connectors[{connector.name}]: schema {schema.name} is not compatible with the "
+                f"latest version of subject {subject} in the registry"
+            )
     return problems
 
 

@@ -4,10 +4,13 @@
 
 PYTHON ?= python3
 
-.PHONY: install test devstack-fetch devstack-up devstack-down devstack-status
+.PHONY: install demo test devstack-fetch devstack-up devstack-down devstack-status
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
+
+demo: install
+	$(PYTHON) -m connector demo
 
 test: install devstack-fetch
 	$(PYTHON) -m pytest -q

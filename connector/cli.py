@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "connector.runtime.cli",
     "connector.simulator.cli",
     "connector.devstack.cli",
+    "connector.demo",
 )
 
 

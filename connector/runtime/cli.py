@@ -43,6 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     offsets = subparsers.add_parser("offsets", help="list committed source offsets")
     offsets.add_argument("files", nargs="+")
     offsets.add_argument("--connector", default=None, help="only this connector")
+    offsets.add_argument(
+        "--reset",
+        action="store_true",
+        help="write tombstones for the listed offsets (run only while the connector is stopped)",
+    )
     offsets.set_defaults(handler=_offsets)
 
 
@@ -222,7 +227,11 @@ def _offsets(args: argparse.Namespace) -> int:
     store.start(AdminClient({"bootstrap.servers": worker.bootstrap_servers}))
     names = [args.connector] if args.connector else [c.name for c in deployment.connectors]
     for name in names:
-        for key, (_, offset) in sorted(store.offsets(name).items()):
+        committed = store.offsets(name)
+        for key, (_, offset) in sorted(committed.items()):
             print(json.dumps({"key": key, "offset": offset}))
+        if args.reset and committed:
+            store.write(name, [(partition, None) for partition, _ in committed.values()])
+            print(f"reset {len(committed)} offset(s) of {name}", file=sys.stderr)
     store.close()
     return 0

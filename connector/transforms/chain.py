@@ -29,9 +29,9 @@ from connector.api import SourceRecord
 Transform = Callable[[SourceRecord], SourceRecord | None]
 Predicate = Callable[[SourceRecord], bool]
 
-_CONNECT_PREFIXES = (
-    "org.apache.kafka.connect.transforms.",
+_CONNECT_PREFIXES = (  # longest first: the predicates package is inside the transforms one
     "org.apache.kafka.connect.transforms.predicates.",
+    "org.apache.kafka.connect.transforms.",
 )
 
 

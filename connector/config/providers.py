@@ -45,6 +45,8 @@ class ProviderResolver:
         self._base_dir = base_dir
         self._environ = os.environ if environ is None else environ
         self._file_cache: dict[Path, dict[str, str]] = {}
+        self.placeholder_paths: set[KeyPath] = set()
+        """Paths whose value held a placeholder: its resolved value is never shown."""
         self._providers: dict[str, Callable[[str | None, str], str]] = {
             "env": self._env,
             "file": self._file,
@@ -64,6 +66,7 @@ class ProviderResolver:
     ) -> str:
         def replace(match: re.Match[str]) -> str:
             provider, provider_path, key = match.group(1), match.group(2), match.group(3)
+            self.placeholder_paths.add(path)
             resolve = self._providers.get(provider)
             if resolve is None:
                 on_error(path, f"unknown config provider '{provider}' (known: env, file)")

@@ -104,7 +104,9 @@ def validate_paths(
             report((), "expected a mapping with 'worker:' and/or 'connectors:'")
             continue
         _label_connectors(data.get("connectors"), report)
-        data = ProviderResolver(path.parent, environ).resolve(data, (), report.unresolved)
+        resolver = ProviderResolver(path.parent, environ)
+        data = resolver.resolve(data, (), report.unresolved)
+        report.hidden = resolver.placeholder_paths
         for key in data:
             if key not in _TOP_LEVEL_KEYS:
                 report((key,), f"unknown key{_suggest(str(key), _TOP_LEVEL_KEYS)}")
@@ -158,6 +160,7 @@ class _Reporter:
         self.issues = issues
         self.labels: dict[KeyPath, str] = {}
         self._unresolved: set[KeyPath] = set()
+        self.hidden: set[KeyPath] = set()  # values that came from ${env:...}/${file:...}
 
     def unresolved(self, path: KeyPath, message: str) -> None:
         """A placeholder failed: report it, and mute later complaints about the same value
@@ -182,7 +185,7 @@ class _Reporter:
     def display(self, path: KeyPath) -> str:
         text = ""
         for end, part in enumerate(path, start=1):
-            if isinstance(part, int):
+            if isinstance(part, int) or (end == 2 and path[0] == "connectors"):
                 label = self.labels.get(path[:end], str(part))
                 text += f"[{label}]"
             else:
@@ -356,7 +359,7 @@ def _report_validation(
             report(path, "missing required setting")
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
-            secret = any(is_secret_key(str(p)) for p in loc)
+            secret = path in report.hidden or any(is_secret_key(str(p)) for p in loc)
             if message.startswith("Invalid value"):
                 report(path, message)
                 continue

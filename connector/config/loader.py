@@ -17,6 +17,7 @@ import yaml
 from connector.api.errors import ConfigIssue
 
 KeyPath = tuple[str | int, ...]
+DUPLICATE_KEY = "duplicate key (a later value would silently replace the earlier one)"
 
 
 @dataclass
@@ -26,6 +27,8 @@ class SourceDocument:
     file: str
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    duplicates: list[tuple[KeyPath, int]] = field(default_factory=list)
+    """Each repeated key's path and the line where it is repeated."""
 
     def line_of(self, path: KeyPath) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -90,12 +93,11 @@ def _index_lines(
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in seen:
+                line = key_node.start_mark.line + 1
+                document.duplicates.append((path + (key,), line))
                 issues.append(
                     ConfigIssue(
-                        _display(path + (key,)),
-                        "duplicate key (a later value would silently replace the earlier one)",
-                        file=document.file,
-                        line=key_node.start_mark.line + 1,
+                        _display(path + (key,)), DUPLICATE_KEY, file=document.file, line=line
                     )
                 )
             seen.add(key)

@@ -18,7 +18,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connector.api import ConfigError, ConfigIssue, SourceConnector
-from connector.config.loader import KeyPath, SourceDocument, expand_paths, load_document
+from connector.config.loader import (
+    DUPLICATE_KEY,
+    KeyPath,
+    SourceDocument,
+    expand_paths,
+    load_document,
+)
 from connector.config.models import (
     CONVERTER_ALIASES,
     ENVELOPE_KEYS,
@@ -92,8 +98,8 @@ def validate_paths(
     names: dict[str, str] = {}
     for path in files:
         document, load_issues = load_document(path)
-        issues.extend(load_issues)
         if document is None:
+            issues.extend(load_issues)
             continue
         report = _Reporter(document, issues)
         data = document.data
@@ -104,6 +110,10 @@ def validate_paths(
             report((), "expected a mapping with 'worker:' and/or 'connectors:'")
             continue
         _label_connectors(data.get("connectors"), report)
+        for key_path, line in document.duplicates:  # re-reported with connectors[<name>]
+            issues.append(
+                ConfigIssue(report.display(key_path), DUPLICATE_KEY, file=document.file, line=line)
+            )
         resolver = ProviderResolver(path.parent, environ)
         data = resolver.resolve(data, (), report.unresolved)
         report.hidden = resolver.placeholder_paths
@@ -117,17 +127,19 @@ def validate_paths(
                 worker_file = document.file
                 worker = _validate_worker(data["worker"], report)
         for index, block in _connector_blocks(data.get("connectors"), report):
-            validated = _validate_connector(block, ("connectors", index), plugins, report)
-            if validated is None:
-                continue
-            previous = names.get(validated.name)
+            # a repeated name is a problem even when the first connector of that name is invalid
+            name = block.get("name")
+            previous = names.get(name) if isinstance(name, str) else None
             if previous is not None:
                 report(
                     ("connectors", index, "name"),
-                    f"connector name '{validated.name}' is already used in {previous}",
+                    f"connector name '{name}' is already used in {previous}",
                 )
+            elif isinstance(name, str):
+                names[name] = document.file
+            validated = _validate_connector(block, ("connectors", index), plugins, report)
+            if validated is None or previous is not None:
                 continue
-            names[validated.name] = document.file
             connectors.append(validated)
             located.append((validated, report, ("connectors", index)))
     if worker is None and worker_file is None:

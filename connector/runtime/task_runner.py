@@ -85,9 +85,9 @@ class SourceTaskRunner:
         self._stop = threading.Event()
         self._labels = {"connector": ctx.connector_name, "task": str(ctx.task_id)}
         self._retry_started: float | None = None
-        self._retry_backoff = ExponentialBackoff(
-            initial_s=0.3, max_s=envelope.errors_retry_delay_max_ms / 1000.0
-        )
+        retry_cap_s = envelope.errors_retry_delay_max_ms / 1000.0
+        # Connect's 300 ms first delay, unless the cap is lower (a smaller cap is valid config)
+        self._retry_backoff = ExponentialBackoff(initial_s=min(0.3, retry_cap_s), max_s=retry_cap_s)
         self.thread = threading.Thread(
             target=self._run, name=f"task-{ctx.connector_name}-{ctx.task_id}", daemon=True
         )

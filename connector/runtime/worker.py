@@ -124,8 +124,12 @@ class Worker:
                 task_id=task_id,
                 task_config=dict(task_config),
                 status=TaskStatus(envelope.name, task_id),
-                backoff=ExponentialBackoff(
-                    initial_s=self.config.task_restart_backoff_initial_ms / 1000.0,
+                backoff=ExponentialBackoff(  # an initial delay above the cap is capped
+                    initial_s=min(
+                        self.config.task_restart_backoff_initial_ms,
+                        self.config.task_restart_backoff_max_ms,
+                    )
+                    / 1000.0,
                     max_s=self.config.task_restart_backoff_max_ms / 1000.0,
                 ),
             )

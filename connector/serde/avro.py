@@ -178,6 +178,17 @@ def _fastavro_writer(parsed: Any) -> Writer:
     return write
 
 
+_NULL_RUN = 8
+"""Nullable fields tested together for the all-null shortcut."""
+
+
+def _null_byte(avro_type: Any) -> bytes | None:
+    """The encoding of null for a ``[null, T]`` / ``[T, null]`` union, else ``None``."""
+    if isinstance(avro_type, list) and len(avro_type) == 2 and "null" in avro_type:
+        return _long_bytes(avro_type.index("null"))
+    return None
+
+
 class _Unsupported(Exception):
     """The schema uses something :func:`compile_writer` does not compile (fastavro is used)."""
 
@@ -202,20 +213,55 @@ class _Compiler:
         return name
 
     def record_function(self, schema: Mapping[str, Any]) -> str:
+        """The function writing one record. Two tricks keep the common case cheap: a plain dict
+        whose keys are exactly the fields in schema order (what a plugin's template-built value
+        looks like) is unpacked with ``d.values()`` instead of a ``get`` per field, and runs of
+        nullable fields that are all null are written with one append."""
         full = schema["name"]
         existing = self.functions.get(full)
         if existing is not None:
             return existing
         function = self.functions[full] = self._name("_w")
-        lines = [f"def {function}(d, out):", "    g = d.get"]
-        for field in schema["fields"]:
-            name = field["name"]
-            if "default" in field and field["default"] is not None:
-                lines.append(f"    v = g({name!r}, {self.constant(field['default'])})")
+        fields = schema["fields"]
+        names = [self._name("v") for _ in fields]
+        lines = [f"def {function}(d, out):"]
+        if fields:
+            keys = self.constant(tuple(field["name"] for field in fields))
+            unpack = ", ".join(names) + ","
+            size = len(fields)
+            lines.append(f"    if type(d) is dict and len(d) == {size} and tuple(d) == {keys}:")
+            lines.append(f"        {unpack} = d.values()")
+            lines.append("    else:")
+            lines.append("        g = d.get")
+            for var, field in zip(names, fields, strict=True):
+                name = field["name"]
+                if "default" in field and field["default"] is not None:
+                    lines.append(f"        {var} = g({name!r}, {self.constant(field['default'])})")
+                else:
+                    lines.append(f"        {var} = g({name!r})")
+        index = 0
+        while index < len(fields):
+            run = 0
+            while (
+                index + run < len(fields)
+                and run < _NULL_RUN
+                and _null_byte(fields[index + run]["type"]) is not None
+            ):
+                run += 1
+            if run >= 2:
+                group = range(index, index + run)
+                nulls = b"".join(_null_byte(fields[i]["type"]) or b"" for i in group)
+                test = " and ".join(f"{names[i]} is None" for i in group)
+                lines.append(f"    if {test}:")
+                lines.append(f"        out += {nulls!r}")
+                lines.append("    else:")
+                for i in group:
+                    self.emit(fields[i]["type"], names[i], lines, 2, fields[i]["name"])
+                index += run
             else:
-                lines.append(f"    v = g({name!r})")
-            self.emit(field["type"], "v", lines, 1, name)
-        if len(lines) == 2:
+                self.emit(fields[index]["type"], names[index], lines, 1, fields[index]["name"])
+                index += 1
+        if len(lines) == 1:
             lines.append("    pass")
         self.sources.append("\n".join(lines))
         return function
@@ -305,8 +351,10 @@ class _Compiler:
         elif kind == "string":
             raw = self._name("b")
             lines.append(f"{pad}if type({var}) is not str and not isinstance({var}, str): {fail}")
+            size = self._name("n")
             lines.append(f"{pad}{raw} = {var}.encode()")
-            lines.append(f"{pad}out += _length(len({raw}))")
+            lines.append(f"{pad}{size} = len({raw})")
+            lines.append(f"{pad}out += _LENGTHS[{size}] if {size} < 16384 else _long_bytes({size})")
             lines.append(f"{pad}out += {raw}")
         else:  # bytes
             lines.append(f"{pad}if not isinstance({var}, (bytes, bytearray)):")
@@ -344,6 +392,7 @@ def compile_writer(parsed: Any) -> Writer:
         "_long_bytes": _long_bytes,
         "_is_sequence": _is_sequence,
         "_length": _length,
+        "_LENGTHS": _LENGTHS,
         "_pack_float": struct.Struct("<f").pack,
         "_pack_double": struct.Struct("<d").pack,
         "_INT_MIN": _INT_MIN,

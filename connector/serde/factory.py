@@ -58,7 +58,9 @@ RegistryFactory = Callable[[Mapping[str, Any]], SchemaRegistryClient]
 
 
 def registry_client(url: str, extra: Mapping[str, Any]) -> SchemaRegistryClient:
-    conf: dict[str, Any] = {"url": url}
+    # The runtime retries with its own backoff (errors.retry.*); the client's retries would only
+    # hide an outage for seconds per attempt.
+    conf: dict[str, Any] = {"url": url, "max.retries": 0}
     for key in ("basic.auth.user.info", "basic.auth.credentials.source"):
         if key in extra:
             conf[key] = extra[key]

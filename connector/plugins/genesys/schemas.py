@@ -105,6 +105,9 @@ _PRIMITIVES: dict[str, Converter] = {
 }
 
 
+_EXACT_TYPES: dict[Converter, type] = {_string: str, _boolean: bool}
+
+
 class _Compiler:
     """Turns one parsed ``.avsc`` definition into a converter, resolving named references."""
 
@@ -148,9 +151,10 @@ class _Compiler:
         name = definition["name"]
         full = name if "." in name or not namespace else f"{namespace}.{name}"
         fields: dict[str, Converter] = {}
+        exact: dict[str, type] = {}
         template: dict[str, Any] = {}
         has_unknown = False
-        converter = _record(fields, template)
+        converter = _record(fields, exact, template)
         self.named[full] = converter
         for field in definition["fields"]:
             field_name = field["name"]
@@ -161,14 +165,21 @@ class _Compiler:
             if field.get("genesys.json"):
                 fields[field_name] = dumps
             else:
-                fields[field_name] = self.compile(field["type"], namespace)
+                fields[field_name] = fit = self.compile(field["type"], namespace)
+                if fit in _EXACT_TYPES:
+                    exact[field_name] = _EXACT_TYPES[fit]
         if not has_unknown:
             raise ValueError(f"record {full} has no {UNKNOWN_FIELDS} field: it would drop data")
         return converter
 
 
-def _record(fields: dict[str, Converter], template: dict[str, Any]) -> Converter:
+def _record(
+    fields: dict[str, Converter], exact: dict[str, type], template: dict[str, Any]
+) -> Converter:
+    """``exact`` holds the fields whose fit is "this exact Python type, kept as is" (strings,
+    booleans): they are checked inline, without a call per value (most leaves are strings)."""
     get = fields.get
+    exact_get = exact.get
     misfit = _Misfit
 
     def convert(value: Any) -> Any:
@@ -177,6 +188,15 @@ def _record(fields: dict[str, Converter], template: dict[str, Any]) -> Converter
         out = template.copy()
         unknown: dict[str, Any] | None = None
         for key, item in value.items():
+            wanted = exact_get(key)
+            if wanted is not None:
+                if type(item) is wanted:
+                    out[key] = item
+                elif item is not None:
+                    if unknown is None:
+                        unknown = {}
+                    unknown[key] = item
+                continue
             fit = get(key)
             if fit is None:
                 if unknown is None:

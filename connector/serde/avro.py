@@ -161,6 +161,11 @@ def _long_bytes(n: int) -> bytes:
 _LENGTHS = [_long_bytes(n) for n in range(16384)]
 
 
+_PREFIXED = 4096
+_STRING_PREFIXES = [[_long_bytes(i) + _LENGTHS[n] for n in range(_PREFIXED)] for i in (0, 1)]
+"""Union branch index (0 or 1) followed by a string length, for ``[null, string]`` fields."""
+
+
 def _length(n: int) -> bytes:
     return _LENGTHS[n] if n < 16384 else _long_bytes(n)
 
@@ -374,6 +379,21 @@ class _Compiler:
         lines.append(f"{pad}if {var} is None:")
         lines.append(f"{pad}    out += {_long_bytes(null_index)!r}")
         lines.append(f"{pad}else:")
+        if others[0] == "string":  # the most common field: branch index and length in one append
+            raw, size = self._name("b"), self._name("n")
+            table = f"_STRING_PREFIXES[{1 - null_index}]"
+            fail = f"raise TypeError(f'{{{var}!r}} is not a valid value for {where}')"
+            check = f"type({var}) is not str and not isinstance({var}, str)"
+            lines.append(f"{pad}    if {check}: {fail}")
+            lines.append(f"{pad}    {raw} = {var}.encode()")
+            lines.append(f"{pad}    {size} = len({raw})")
+            lines.append(f"{pad}    if {size} < {_PREFIXED}:")
+            lines.append(f"{pad}        out += {table}[{size}]")
+            lines.append(f"{pad}    else:")
+            lines.append(f"{pad}        out += {_long_bytes(1 - null_index)!r}")
+            lines.append(f"{pad}        out += _long_bytes({size})")
+            lines.append(f"{pad}    out += {raw}")
+            return
         lines.append(f"{pad}    out += {_long_bytes(1 - null_index)!r}")
         self.emit(others[0], var, lines, depth + 1, where)
 
@@ -393,6 +413,7 @@ def compile_writer(parsed: Any) -> Writer:
         "_is_sequence": _is_sequence,
         "_length": _length,
         "_LENGTHS": _LENGTHS,
+        "_STRING_PREFIXES": _STRING_PREFIXES,
         "_pack_float": struct.Struct("<f").pack,
         "_pack_double": struct.Struct("<d").pack,
         "_INT_MIN": _INT_MIN,

@@ -34,6 +34,7 @@ ALL_TYPES = {
         {"name": "m", "type": {"type": "map", "values": "string"}},
         {"name": "after", "type": ["string", "null"], "default": "x"},
         {"name": "dflt", "type": "long", "default": 7},
+        {"name": "ns", "type": ["null", "string"], "default": None},
         {
             "name": "ts",
             "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}],
@@ -95,6 +96,9 @@ def _both(schema: dict[str, Any], value: Any) -> tuple[bytes, bytes]:
         {k: v for k, v in FULL.items() if k not in ("dflt", "after", "ts", "child")},
         {**FULL, "i": 63, "l": -64, "d": 3, "b": False},
         {**FULL, "l": 64, "i": 2**31 - 1, "s": "", "raw": b""},
+        {**FULL, "ns": "x" * 4095, "after": "é" * 5000},
+        {**FULL, "ns": "ü" * 4096},
+        {**FULL, "ns": ""},
     ],
 )
 def test_all_types_encode_like_fastavro(value: dict[str, Any]) -> None:
@@ -118,6 +122,7 @@ def test_all_types_encode_like_fastavro(value: dict[str, Any]) -> None:
         {"b": 1},
         {"raw": "text"},
         {"arr": 5},
+        {"ns": b"bytes"},
     ],
 )
 def test_values_that_do_not_fit_are_refused(change: dict[str, Any]) -> None:

@@ -26,3 +26,8 @@ devstack-down:
 
 devstack-status:
 	$(PYTHON) -m connector devstack status
+
+# Benchmarks (not part of the test suite): simulator -> connector -> Kafka, ceilings, cost.
+# Runs unattended in about 6 minutes and appends its tables to BENCHMARKS.md.
+bench:
+	$(PYTHON) -m bench --record --wait-load 0.8 --wait-load-timeout 120

@@ -1,0 +1,133 @@
+"""Results as Markdown tables, printed and appended to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import RunResult
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        kb = 0
+    return (
+        f"{os.cpu_count()} cores ({model}), {kb / 1024 / 1024:.1f} GiB memory, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=BENCHMARKS.parent,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _n(value: float, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def runs_table(runs: list[RunResult]) -> str:
+    head = (
+        "| Run | Topics | Tasks | Procs | Offered ev/s | Acked ev/s | 1 s min-max | Latency p50 "
+        "/ p99 / max ms | CPU s per 1k ev | CPU cores | Peak RSS MB | Sent / in Kafka | Lost / dup "
+        "|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in runs:
+        lat = r.latency_ms
+        latency = f"{_n(lat['p50'], 1)} / {_n(lat['p99'], 1)} / {_n(lat['max'], 1)}" if lat else "-"
+        offered = "flood" if not r.offered else _n(r.offered)
+        rows.append(
+            f"| {r.label} | {r.topics:,} | {r.tasks} | {r.workers} | {offered}"
+            f" | {_n(r.rate)} | {_n(r.rate_min_1s)}-{_n(r.rate_max_1s)} | {latency}"
+            f" | {_n(r.cpu_per_1k, 3)} | {_n(r.cpu_util, 2)} | {_n(r.peak_rss_mb)}"
+            f" | {r.sent:,} / {r.in_kafka:,} | {r.missing} / {r.duplicates} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def ceilings_table(ceilings: dict[str, Any], best_e2e: float) -> str:
+    lines = ["| Ceiling (same machine, same run) | Events/s |", "|---|---|"]
+    for label, value in ceilings["rows"]:
+        lines.append(f"| {label} | {_n(value)} |")
+    lowest_label, lowest = min(ceilings["bounds"], key=lambda item: item[1])
+    lines.append("")
+    lines.append(
+        f"End to end (flood) {_n(best_e2e)} events/s = **{best_e2e / lowest:.2f}x the lowest "
+        f"ceiling** ({lowest_label}, {_n(lowest)} events/s)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def notes(runs: list[RunResult]) -> str:
+    out = []
+    for r in runs:
+        for note in r.notes:
+            out.append(f"- {r.label}: {note}")
+        if r.rss_timeline_mb and r.label.startswith("backpressure"):
+            out.append(
+                f"- {r.label}: connector RSS every second (MB): "
+                + ", ".join(f"{v:.0f}" for v in r.rss_timeline_mb)
+            )
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def document(
+    runs: list[RunResult],
+    ceilings: dict[str, Any] | None,
+    *,
+    command: str,
+    load_before: float,
+    load_after: float,
+    frame_bytes: float,
+    value_bytes: float,
+) -> str:
+    best = next((r.rate for r in runs if r.label == "flood"), 0.0)
+    parts = [
+        f"### Run of {time.strftime('%Y-%m-%d %H:%M')} UTC (commit {commit()})",
+        "",
+        f"Machine: {machine()}. Simulator, Kafka, the registry, the connector and the harness "
+        f"share these cores. 1-minute load average {load_before:.2f} before, {load_after:.2f} "
+        "after (other work on the machine included).",
+        f"Command: `{command}`. Frames average {frame_bytes:,.0f} B, Avro values "
+        f"{value_bytes:,.0f} B.",
+        "",
+        runs_table(runs),
+    ]
+    if ceilings:
+        parts.append(ceilings_table(ceilings, best))
+    extra = notes(runs)
+    if extra:
+        parts.append(extra)
+    return "\n".join(parts)
+
+
+def append(text: str) -> None:
+    with BENCHMARKS.open("a") as handle:
+        handle.write("\n" + text)

@@ -1,0 +1,253 @@
+"""One benchmark run: simulator -> ``connector run`` -> Kafka, measured from the outside."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import kafka as bkafka
+from bench import sim as bsim
+from bench.connector import ConnectorProcess, deployment, kafka_topics, wait_for
+from bench.procstat import Sampler, load_average
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class Env:
+    """Where the benchmarks run."""
+
+    bootstrap: str
+    registry: str
+    workdir: Path
+    java: str | None = None
+    kafka_home: Path | None = None
+    run_id: str = field(default_factory=lambda: time.strftime("%H%M%S"))
+
+
+@dataclass
+class RunResult:
+    label: str
+    topics: int
+    tasks: int
+    offered: float  # events/s asked of the simulator; 0 = flood as fast as possible
+    seconds: float = 0.0
+    rate: float = 0.0  # acked events/s over the window
+    rate_min_1s: float = 0.0
+    rate_max_1s: float = 0.0
+    cpu_per_1k: float = 0.0  # connector CPU seconds per 1,000 acked events
+    cpu_util: float = 0.0  # connector CPU seconds per wall second
+    peak_rss_mb: float = 0.0  # VmHWM of the connector process
+    window_rss_mb: float = 0.0  # max VmRSS sampled in the window
+    rss_timeline_mb: list[float] = field(default_factory=list)
+    sent: int = 0  # ledger total
+    in_kafka: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50/p99/max/n
+    mean_frame_bytes: float = 0.0
+    load_before: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    workers: int = 1  # connector processes
+
+    @property
+    def lossless(self) -> bool:
+        return self.missing == 0 and self.sent > 0 and self.in_kafka >= self.sent
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def set_quota(env: Env, client_id: str, byte_rate: int | None) -> None:
+    """Broker-side produce quota of ``client_id`` (``None`` removes it)."""
+    assert env.java and env.kafka_home, "the devstack's java and Kafka home are needed"
+    change = (
+        ["--add-config", f"producer_byte_rate={byte_rate}"]
+        if byte_rate
+        else ["--delete-config", "producer_byte_rate"]
+    )
+    subprocess.run(
+        [
+            env.java,
+            "-cp",
+            str(env.kafka_home / "libs" / "*"),
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            env.bootstrap,
+            "--alter",
+            *change,
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            client_id,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def run(
+    env: Env,
+    label: str,
+    *,
+    topics: int = 10,
+    tasks: int = 1,
+    workers: int = 1,
+    rate: float = 0.0,
+    warmup_s: float = 10.0,
+    measure_s: float = 30.0,
+    latency: bool = False,
+    quota_bytes: int | None = None,
+    producer: dict[str, Any] | None = None,
+    profile: str | None = None,
+    pyspy: Path | None = None,
+    offset_flush_ms: int = 1000,
+) -> RunResult:
+    """Run the connector against a fresh simulator and fresh topics; measure; verify.
+
+    ``workers`` > 1 runs that many ``connector run`` processes, each with its own connector
+    (its own channel) and a share of the Genesys topics, writing to the same Kafka topics;
+    CPU is then summed over the processes and the peak RSS is that of the largest.
+    """
+    result = RunResult(label, topics, tasks, rate, load_before=load_average())
+    result.workers = workers
+    name = f"bench-{env.run_id}-{label}"
+    genesys = bsim.conversation_topics(topics)
+    targets = kafka_topics(name, genesys)
+    k = bkafka.Kafka(env.bootstrap)
+    k.create_topics([*targets, f"{name}.gaps", f"{name}.dlq"])
+    client_id = f"{name}-producer"
+    if quota_bytes:
+        set_quota(env, client_id, quota_bytes)
+    sim = bsim.Simulator(rate)
+    procs: list[ConnectorProcess] = []
+    samplers: list[Sampler] = []
+    try:
+        for index in range(workers):
+            config = deployment(
+                name=name if workers == 1 else f"{name}-w{index}",
+                routing=name,
+                sim_url=sim.url,
+                bootstrap=env.bootstrap,
+                registry=env.registry,
+                topics=genesys[index::workers],
+                tasks=tasks,
+                producer={"client.id": client_id, **(producer or {})},
+                offset_flush_ms=offset_flush_ms,
+            )
+            procs.append(ConnectorProcess(config, env.workdir, profile=profile))
+            samplers.append(Sampler(procs[-1].pid).start())
+
+        def dead() -> ConnectorProcess | None:
+            return next((p for p in procs if not p.alive()), None)
+
+        if not wait_for(lambda: k.acked(targets) > 0 or dead() is not None, 60):
+            raise RuntimeError(f"{label}: no record reached Kafka in 60 s:\n{procs[0].log_tail()}")
+        exited = dead()
+        if exited is not None:
+            raise RuntimeError(f"{label}: a connector exited:\n{exited.log_tail()}")
+        time.sleep(warmup_s)
+        spy = None
+        if pyspy is not None:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "-p", str(procs[0].pid), "-d", str(int(measure_s))]
+                + ["-r", "200", "-f", "raw", "-o", str(pyspy), "--threads"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        t0, a0, l0 = time.monotonic(), k.acked(targets), sim.ledger_total()
+        timeline = [(t0, a0)]
+        while time.monotonic() - t0 < measure_s:
+            time.sleep(min(1.0, measure_s - (time.monotonic() - t0)))
+            timeline.append((time.monotonic(), k.acked(targets)))
+        t1, a1 = timeline[-1]
+        l1 = sim.ledger_total()
+        result.seconds = t1 - t0
+        result.rate = (a1 - a0) / (t1 - t0)
+        per_second = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(timeline)]
+        result.rate_min_1s, result.rate_max_1s = min(per_second), max(per_second)
+        cpu = sum(sampler.cpu_between(t0, t1) for sampler in samplers)
+        result.cpu_util = cpu / (t1 - t0)
+        result.cpu_per_1k = cpu / max(1, a1 - a0) * 1000
+        result.window_rss_mb = max(s.rss_max_between(t0, t1) for s in samplers) / 1024
+        if spy is not None:
+            spy.wait(60)
+        # Stop the source, let everything sent reach Kafka (or give up), then stop the connector.
+        sim.pause()
+        if quota_bytes:
+            set_quota(env, client_id, None)
+            quota_bytes = None
+        time.sleep(0.5)
+        result.sent = sim.ledger_total()
+        if not wait_for(lambda: k.acked(targets) >= result.sent, 120, 0.5):
+            result.notes.append("not everything sent reached Kafka within 120 s of the pause")
+        result.in_kafka = k.acked(targets)
+        result.peak_rss_mb = max(sampler.peak_kb for sampler in samplers) / 1024
+        result.rss_timeline_mb = [round(x[2] / 1024, 1) for x in samplers[0].samples[::4]]
+        for sampler in samplers:
+            sampler.stop()
+        for proc in procs:
+            code = proc.stop()
+            if code != 0:
+                result.notes.append(f"connector exit code {code}")
+        window = None
+        sent_ns: dict[int, int] = {}
+        if latency and l1 > l0:
+            sent_ns = sim.ledger_sent_ns(l0, l1)
+            window = (min(sent_ns), max(sent_ns) + 1)
+        back = bkafka.read_back(
+            env.bootstrap,
+            targets,
+            result.in_kafka,
+            result.sent,
+            sim.cids.event_id,
+            bsim.FLOOD_FIRST_ID,
+            window,
+        )
+        result.missing = back.ids.count(0)
+        result.duplicates = sum(c - 1 for c in back.ids if c > 1)
+        result.unknown = back.unknown
+        if back.records != result.in_kafka:
+            result.notes.append(f"read back {back.records} of {result.in_kafka} records")
+        if sent_ns:
+            lat = [
+                (back.append_ms[eid] * 1_000_000 - ns) / 1e6
+                for eid, ns in sent_ns.items()
+                if eid in back.append_ms
+            ]
+            result.latency_ms = {
+                "p50": _percentile(lat, 0.50),
+                "p99": _percentile(lat, 0.99),
+                "max": max(lat) if lat else float("nan"),
+                "mean": statistics.fmean(lat) if lat else float("nan"),
+                "n": len(lat),
+            }
+        return result
+    finally:
+        for sampler in samplers:
+            sampler.stop()
+        for proc in procs:
+            if proc.alive():
+                proc.stop()
+        if quota_bytes:
+            try:
+                set_quota(env, client_id, None)
+            except Exception:  # best effort; the client id is unique to this run
+                log.warning("could not remove the quota of %s", client_id)
+        sim.stop()
+        k.close()

@@ -30,7 +30,9 @@ class SourceTask(ABC):
         """Return the records available now, waiting up to ``timeout_s`` for the first one.
 
         Called repeatedly on the task thread. Must return within ``timeout_s`` (an empty list
-        when idle) so that the runtime can commit offsets and notice :meth:`stop`. Raising
+        when idle) so that the runtime can commit offsets and notice :meth:`stop`. After
+        :meth:`stop`, the runtime keeps calling ``poll(0)`` until it returns an empty list, to
+        deliver what the task had already received: return buffered records, never new ones. Raising
         :class:`~connector.api.errors.RetriableError` makes the runtime back off and poll again.
         """
 

@@ -464,13 +464,30 @@ class SourceTaskRunner:
         return True
 
     def _shutdown(self, pending: list[SourceRecord]) -> None:
-        """Graceful stop: stop the source, send what was already polled, wait (bounded) for
-        the acks, commit."""
+        """Graceful stop: stop the source, then drain what the task had already received
+        (``poll(0)`` until it returns nothing) and send it, wait (bounded) for the acks, commit.
+        Everything is bounded by ``task.shutdown.graceful.timeout.ms``."""
         deadline = self._clock() + self.worker.task_shutdown_graceful_timeout_ms / 1000.0
         self._stop_task_quietly()
-        self._send_dead_letters(self.ctx.take_dead_letters())
-        while pending and self._clock() < deadline:
+        while self._clock() < deadline:
+            self._send_dead_letters(self.ctx.take_dead_letters())
+            if not pending:
+                try:
+                    pending = self.task.poll(0)
+                except Exception as exc:
+                    logger.warning("poll() after stop failed, nothing more drained: %s", exc)
+                    break
+                if not pending:
+                    break
             pending = self._send(pending)
+        self._send_dead_letters(self.ctx.take_dead_letters())
+        if pending:
+            logger.warning(
+                "task %s-%d: %d polled records not sent within the graceful timeout",
+                self.ctx.connector_name,
+                self.ctx.task_id,
+                len(pending),
+            )
         remaining = max(0.0, deadline - self._clock())
         if not self.submitted.wait_all_acked(remaining):
             logger.warning(

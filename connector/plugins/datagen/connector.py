@@ -74,6 +74,8 @@ class DatagenSourceTask(SourceTask):
         self._emitted = 0
 
     def poll(self, timeout_s: float) -> list[SourceRecord]:
+        if self._stopped.is_set():
+            return []  # generated on demand: nothing buffered to drain after stop()
         config = self._config
         budget = config.datagen_batch_size
         if config.datagen_records_per_second:

@@ -183,6 +183,10 @@ class TokenProvider:
         margin = min(self.margin_s, token.lifetime_s / 10.0)
         return token.expires_at - margin
 
+    def renew_in(self, token: Token) -> float:
+        """Seconds until :meth:`renew_at`, so callers on another clock can schedule it."""
+        return self.renew_at(token) - self._clock()
+
     def invalidate(self, access_token: str | None = None) -> None:
         """Forget the cached token after a 401, so the next :meth:`token` runs the grant.
 

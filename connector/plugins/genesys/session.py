@@ -343,7 +343,8 @@ class ChannelManager:
             self._on_subscribed(session)
         generation = session.generation + 1
         source = f"{self._name}/ch{session.index}/g{generation}/{channel.id}"
-        return channel, source, self._tokens.renew_at(token)
+        # The token provider keeps its own monotonic clock; convert to this manager's clock.
+        return channel, source, self._clock() + self._tokens.renew_in(token)
 
     def _start_receiver(
         self, session: ChannelSession, channel: Channel, source: str

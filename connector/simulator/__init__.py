@@ -21,11 +21,13 @@ Python API (stable)::
 permissions=("*",), token_ttl_s=None)``), ``host``, ``port`` (0 = ephemeral), ``seed``,
 ``queues``, ``agents``, ``mode`` ("model" | "flood"), ``rate`` (events/s; model: all events the
 contact centre generates, 0 pauses; flood: total delivered cap, 0 = unlimited), ``start_time``
-(model clock, epoch s; fixed => byte-identical bodies), ``time_scale`` (multiplies every time
-constant), ``heartbeat_interval_s`` (30), ``channel_ttl_s`` (86400), ``socket_closing_lead_s``
-(60), ``token_ttl_s`` (86400), ``rate_limit_window_s`` (60), ``rate_limit_requests`` (300),
-``max_channels_per_client`` (20), ``max_topics_per_channel`` (1000),
-``close_channels_on_token_expiry`` (True), ``ledger_enabled`` (True), ``flood_batch`` (256).
+(model clock, epoch s; fixed => byte-identical bodies; None => live: event times are the
+wall-clock time of sending, never ahead of it, in both modes, see ``hub``), ``time_scale``
+(multiplies every time constant), ``heartbeat_interval_s`` (30), ``channel_ttl_s`` (86400),
+``socket_closing_lead_s`` (60), ``token_ttl_s`` (86400), ``rate_limit_window_s`` (60),
+``rate_limit_requests`` (300), ``max_channels_per_client`` (20), ``max_topics_per_channel``
+(1000), ``close_channels_on_token_expiry`` (True), ``ledger_enabled`` (True), ``flood_batch``
+(256).
 ``load_config(path, **overrides)`` reads the same fields from YAML (clients as
 ``{id, secret, permissions, token_ttl_s}``).
 

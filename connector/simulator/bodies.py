@@ -108,7 +108,11 @@ def _participant(conv: Conversation, p: Participant) -> dict[str, Any]:
     if p.purpose == "customer":
         d["externalContactId"] = conv.external_contact_id
     if p.purpose == "agent":
-        d.update(wrapupRequired=True, wrapupPrompt="mandatoryTimeout", alertingTimeoutMs=8000)
+        d.update(
+            wrapupRequired=True,
+            wrapupPrompt="mandatoryTimeout",
+            alertingTimeoutMs=conv.alerting_timeout_ms,
+        )
         if p.start_acw_time is not None:
             d["startAcwTime"] = iso(p.start_acw_time)
         if p.end_acw_time is not None:
@@ -184,9 +188,9 @@ def queue_member(queue: Queue, agent: Agent, joined: bool) -> dict[str, Any]:
 def observations(queue: Queue, ts: float, media: str) -> dict[str, Any]:
     """``StatEventQueueTopicStatsNotification``."""
     stamp = iso(ts)
-    waiting = sum(1 for c in queue.waiting if c.media == media)
-    interacting = sum(1 for c in queue.interacting if c.media == media)
-    alerting = sum(1 for c in queue.alerting if c.media == media)
+    waiting = queue.counts["waiting", media]
+    interacting = queue.counts["interacting", media]
+    alerting = queue.counts["alerting", media]
     on_queue = sum(1 for a in queue.members if a.presence == "ON_QUEUE")
     idle = sum(1 for a in queue.members if a.presence == "ON_QUEUE" and a.routing == "IDLE")
     return {

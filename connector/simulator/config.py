@@ -54,7 +54,7 @@ class SimulatorConfig:
     agents: int = 20
     mode: Mode = "model"
     rate: float = 50.0  # events/s; 0 pauses; in flood mode 0 means "unlimited"
-    start_time: float | None = None  # epoch s of the model clock; None: wall clock at start
+    start_time: float | None = None  # epoch s of the model clock; None: live (wall clock)
     time_scale: float = 1.0
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
     channel_ttl_s: float = DEFAULT_CHANNEL_TTL_S

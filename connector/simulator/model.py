@@ -2,8 +2,24 @@
 
 A discrete-event simulation on a virtual clock that starts at ``start_time`` and advances with
 each scheduled action (arrivals, alerting, answer, hold, transfer, abandon, disconnect, after-call
-work, wrap-up, presence changes). Event bodies carry virtual timestamps, so a fixed seed and
-start time give byte-identical bodies. The pacing against the wall clock is the hub's job.
+work, wrap-up, presence changes). Event bodies carry virtual timestamps. The pacing against the
+wall clock is the hub's job; two ways to drive the model:
+
+- deterministic (``advance(n)``): the clock runs as fast as the events are asked for, so a
+  fixed seed and start time give byte-identical bodies whatever the pacing.
+- live (``set_load(k)`` then ``advance(n, until=wall_clock)``): the clock never passes ``until``
+  and never lags it by more than ``LIVE_SLACK_S`` (actions that fell further behind run at
+  ``until - LIVE_SLACK_S``), so every timestamp is within that of the wall clock and never
+  ahead of it. To produce ``n`` events per tick without running ahead, the load ``k`` (the
+  hub sets ``rate / natural_rate``) multiplies the arrival rate and lets each agent handle up
+  to ``ceil(k * LIVE_HEADROOM)`` conversations at once: more conversations in parallel, every
+  duration as at load 1. Beyond ``max_concurrency`` the rest of the factor compresses every
+  delay instead (shorter conversations), which bounds the live conversations (memory, CPU).
+  If nothing is due before ``until``, extra customers arrive now; while the model lags more
+  than ``LIVE_MAX_BEHIND_S``, scheduled arrivals are skipped.
+
+Times only ever come from the one clock, so a conversation's times stay ordered and the
+durations in detail events are the differences of its times.
 
 Each action appends ``(topic, body-builder)`` pairs; bodies are only built and encoded when the
 ``wanted(topic)`` predicate says someone is subscribed, but every event consumes an event id,
@@ -13,9 +29,10 @@ so ids are stable whatever the subscriptions.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import uuid
-from collections import deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -36,6 +53,11 @@ PRESENCE_IDS = {
     "AWAY": "5e5c5c66-ea97-4e7f-ac41-6424784829f2",
 }
 WRAPUP_CODES = ("7fb334b0-0e9e-11e4-9191-0800200c9a66", "e2a1c2d3-0001-4f00-8000-0000000000a1")
+ALERTING_TIMEOUT_S = 8.0
+LIVE_SLACK_S = 0.05  # live mode: due actions older than this are stamped at until - slack
+LIVE_MAX_BEHIND_S = 1.0  # live mode: skip scheduled arrivals while lagging more than this
+LIVE_HEADROOM = 1.5  # live mode: agent capacity beyond the load (breaks, uneven queues)
+LIVE_CONVERSATIONS = 20_000  # live mode: bound on concurrent conversations (memory, CPU)
 
 
 class Event(NamedTuple):
@@ -56,17 +78,34 @@ class Agent:
     routing: str = "IDLE"
     routing_start: float = 0.0
     idle_since: float = 0.0
-    conversation: Conversation | None = None
+    active: int = 0  # conversations alerting, connected or in after-call work
 
 
 @dataclass(eq=False)
 class Queue:
+    """Conversations by state as insertion-ordered sets (O(1) at any concurrency); ``counts``
+    keeps ``(state, media) -> n`` for the observation bodies."""
+
     id: str
     name: str
     members: list[Agent] = field(default_factory=list)
-    waiting: list[Conversation] = field(default_factory=list)
-    alerting: list[Conversation] = field(default_factory=list)
-    interacting: list[Conversation] = field(default_factory=list)
+    waiting: OrderedDict[Conversation, None] = field(default_factory=OrderedDict)
+    alerting: dict[Conversation, None] = field(default_factory=dict)
+    interacting: dict[Conversation, None] = field(default_factory=dict)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, state: str, conv: Conversation, front: bool = False) -> None:
+        members = getattr(self, state)
+        members[conv] = None
+        if front:
+            members.move_to_end(conv, last=False)
+        self.counts[state, conv.media] += 1
+
+    def discard(self, state: str, conv: Conversation) -> None:
+        members = getattr(self, state)
+        if conv in members:
+            del members[conv]
+            self.counts[state, conv.media] -= 1
 
 
 @dataclass(eq=False)
@@ -83,8 +122,10 @@ class Participant:
     queue_id: str | None = None
     connected_time: float | None = None
     end_time: float | None = None
+    alert_time: float | None = None
     held: bool = False
     start_hold_time: float | None = None
+    held_s: float = 0.0
     disconnect_type: str | None = None
     acw_state: str | None = None
     start_acw_time: float | None = None
@@ -114,13 +155,14 @@ class Conversation:
     participants: list[Participant] = field(default_factory=list)
     queue_ids: list[str] = field(default_factory=list)
     ended: bool = False
+    alerting_timeout_ms: int = round(ALERTING_TIMEOUT_S * 1000)
 
 
 Builder = Callable[[], dict[str, Any]]
 
 
 class ContactCentre:
-    """The state machine. Single-threaded: the owner calls ``take`` from one thread."""
+    """The state machine. Single-threaded: the owner calls ``advance`` from one thread."""
 
     def __init__(
         self,
@@ -137,6 +179,11 @@ class ContactCentre:
         self._heap: list[tuple[float, int, str, tuple[Any, ...]]] = []
         self._seq = 0
         self._pending: deque[Event] = deque()
+        # Load (live mode only, see set_load): deterministic runs keep these at 1.
+        self.capacity = 1  # concurrent conversations per agent
+        self.speed = 1.0  # every delay is divided by this
+        self.arrival_scale = 1.0  # multiplies the arrival rate (in model time)
+        self._behind = 0.0  # live mode: how far the action being run lags the wall clock
         self.language_id = self.uuid()
         self.skill_ids = [self.uuid() for _ in range(3)]
         self.queues = [
@@ -159,10 +206,34 @@ class ContactCentre:
             for q in qs:
                 q.members.append(a)
             self._schedule(self.rng.expovariate(1 / 900.0), "presence", (a,))
+        self._agent_by_id = {a.id: a for a in self.agents}
+        self._queue_by_id = {q.id: q for q in self.queues}
         # ~85% occupancy: handle time ~250 s, ~80% of agents on queue.
         self.interarrival_s = len(self.queues) * 250.0 / (0.85 * 0.8 * len(self.agents))
+        self.max_concurrency = max(1, LIVE_CONVERSATIONS // len(self.agents))
         for q in self.queues:
             self._schedule(self.rng.expovariate(1 / self.interarrival_s), "arrive", (q,))
+
+    @classmethod
+    def natural_rate(cls, seed: int, queues: int, agents: int, events: int = 10_000) -> float:
+        """Events per virtual second at load 1 (a private run that builds no bodies)."""
+        model = cls(seed, queues, agents, 0.0, wanted=lambda _t: False)
+        model.advance(events)
+        return events / max(model.now, 1e-9)
+
+    def set_load(self, load: float) -> None:
+        """Live mode: about ``load`` times the activity per wall second of the load-1 model.
+
+        Up to ``max_concurrency`` the extra activity runs in parallel (more arrivals, agents
+        handling several conversations at once, every duration as at load 1); beyond it the
+        rest of the factor compresses every delay (shorter conversations). Below 1, fewer
+        customers arrive. Only affects actions scheduled from now on.
+        """
+        load = max(float(load), 1e-6)
+        parallel = min(load, float(self.max_concurrency))
+        self.capacity = max(1, math.ceil(parallel * LIVE_HEADROOM)) if parallel > 1 else 1
+        self.speed = max(1.0, load / max(parallel, 1.0))
+        self.arrival_scale = load / self.speed
 
     # -- plumbing ------------------------------------------------------------------------
     def uuid(self) -> str:
@@ -170,7 +241,7 @@ class ContactCentre:
 
     def _schedule(self, delay: float, kind: str, args: tuple[Any, ...]) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (self.now + delay, self._seq, kind, args))
+        heapq.heappush(self._heap, (self.now + delay / self.speed, self._seq, kind, args))
 
     def _emit(self, topic: str, build: Builder) -> None:
         eid = self.next_event_id
@@ -178,13 +249,52 @@ class ContactCentre:
         if self.wanted(topic):
             self._pending.append(Event(eid, topic, orjson.dumps(build())))
 
-    def advance(self, n: int) -> list[Event]:
-        """Run until ``n`` more events were generated; return those that were wanted."""
+    def advance(self, n: int, until: float | None = None) -> list[Event]:
+        """Run until ``n`` more events were generated; return those that were wanted.
+
+        ``until`` (live mode, the wall clock): never run an action scheduled after it; stamp
+        actions due before ``until - LIVE_SLACK_S`` at that time; when nothing is due, extra
+        customers arrive now until ``n`` events were generated.
+        """
         target = self.next_event_id + n
-        while self.next_event_id < target:
-            self.step()
+        if until is None:
+            while self.next_event_id < target:
+                self.step()
+        else:
+            self.now = max(self.now, until - LIVE_SLACK_S)
+            heap = self._heap
+            while self.next_event_id < target:
+                if heap and heap[0][0] <= until:
+                    self._behind = until - heap[0][0]
+                    self.step()
+                else:
+                    self._behind = 0.0
+                    self._arrive(self._top_up_queue())
+            self._behind = 0.0
         out = list(self._pending)
         self._pending.clear()
+        return out
+
+    def _top_up_queue(self) -> Queue:
+        """A random queue, preferring one with nobody waiting and an agent free."""
+        cap = self.capacity
+        ready = [
+            q for q in self.queues if not q.waiting and any(self._free(a, cap) for a in q.members)
+        ]
+        return self.rng.choice(ready or self.queues)
+
+    @staticmethod
+    def _free(a: Agent, cap: int) -> bool:
+        return a.presence == "ON_QUEUE" and a.routing in ("IDLE", "INTERACTING") and a.active < cap
+
+    def advance_timed(self, n: int) -> list[tuple[float, Event]]:
+        """Like ``advance(n)``, each event with the virtual time it was generated at."""
+        target = self.next_event_id + n
+        out: list[tuple[float, Event]] = []
+        while self.next_event_id < target:
+            self.step()
+            out += [(self.now, ev) for ev in self._pending]
+            self._pending.clear()
         return out
 
     def step(self) -> None:
@@ -231,9 +341,30 @@ class ContactCentre:
             a.idle_since = self.now
         self._agent_changed(a)
 
+    @staticmethod
+    def _status(a: Agent) -> str:
+        if a.presence != "ON_QUEUE":
+            return "OFF_QUEUE"
+        return "INTERACTING" if a.active else "IDLE"
+
+    def _settle(self, a: Agent) -> None:
+        """Routing status from presence and load; offer freed capacity to the agent's queues."""
+        status = self._status(a)
+        if status != a.routing:
+            self._set_routing(a, status)
+        if status != "OFF_QUEUE":
+            for qid in a.queue_ids:
+                self._route(self._queue_by_id[qid])
+
     # -- actions -------------------------------------------------------------------------
     def _on_arrive(self, q: Queue) -> None:
-        self._schedule(self.rng.expovariate(1 / self.interarrival_s), "arrive", (q,))
+        self._schedule(
+            self.rng.expovariate(self.arrival_scale / self.interarrival_s), "arrive", (q,)
+        )
+        if self._behind <= LIVE_MAX_BEHIND_S:  # live mode: shed load while lagging
+            self._arrive(q)
+
+    def _arrive(self, q: Queue) -> None:
         rng = self.rng
         media = rng.choices(MEDIA, weights=(5, 2, 2, 2))[0]
         name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
@@ -264,6 +395,7 @@ class ContactCentre:
             },
             start=self.now,
             queue=q,
+            alerting_timeout_ms=round(ALERTING_TIMEOUT_S * 1000 / self.speed),
         )
         cust = Participant(
             self.uuid(),
@@ -298,7 +430,7 @@ class ContactCentre:
             connected_time=self.now,
         )
         conv.participants.append(acd)
-        q.waiting.append(conv)
+        q.add("waiting", conv)
         self._detail(
             "acd.start",
             conv,
@@ -314,18 +446,17 @@ class ContactCentre:
     def _acd(self, conv: Conversation) -> Participant:
         return next(p for p in reversed(conv.participants) if p.purpose == "acd")
 
-    def _agent_participant(self, conv: Conversation) -> Participant:
-        return next(p for p in reversed(conv.participants) if p.purpose == "agent")
-
     def _route(self, q: Queue) -> None:
+        cap = self.capacity
         while q.waiting:
-            idle = [a for a in q.members if a.presence == "ON_QUEUE" and a.routing == "IDLE"]
-            if not idle:
+            free = [a for a in q.members if self._free(a, cap)]
+            if not free:
                 return
-            agent = min(idle, key=lambda a: a.idle_since)
-            conv = q.waiting.pop(0)
-            q.alerting.append(conv)
-            agent.conversation = conv
+            agent = min(free, key=lambda a: (a.active, a.idle_since))
+            conv = next(iter(q.waiting))
+            q.discard("waiting", conv)
+            q.add("alerting", conv)
+            agent.active += 1
             ap = Participant(
                 self.uuid(),
                 "agent",
@@ -337,13 +468,15 @@ class ContactCentre:
                 "alerting",
                 user_id=agent.id,
                 queue_id=q.id,
+                alert_time=self.now,
             )
             conv.participants.append(ap)
-            self._set_routing(agent, "INTERACTING")
+            if agent.routing != "INTERACTING":
+                self._set_routing(agent, "INTERACTING")
             self._snapshot(conv)
             self._observe(q, conv.media)
-            if self.rng.random() < 0.05:
-                self._schedule(8.0, "no_answer", (conv, q, agent, ap))
+            if self.rng.random() < 0.05 / cap:  # as often per agent as at capacity 1
+                self._schedule(ALERTING_TIMEOUT_S, "no_answer", (conv, q, agent, ap))
             else:
                 self._schedule(self.rng.uniform(2, 7), "answer", (conv, q, agent, ap))
 
@@ -358,25 +491,21 @@ class ContactCentre:
             userId=agent.id,
             queueId=q.id,
             disconnectType="NO_ANSWER_TRANSFER",
-            alertingDurationMs=8000,
+            alertingDurationMs=bodies.ms(self.now - (ap.alert_time or self.now)),
             interactingDurationMs=0,
         )
-        q.alerting.remove(conv)
-        q.waiting.insert(0, conv)
-        agent.conversation = None
+        q.discard("alerting", conv)
+        q.add("waiting", conv, front=True)
+        agent.active -= 1
         self._set_routing(agent, "NOT_RESPONDING")
         self._snapshot(conv)
         self._observe(q, conv.media)
         self._schedule(30.0, "recover", (agent,))
+        self._route(q)  # another agent may take it
 
     def _on_recover(self, agent: Agent) -> None:
         if agent.routing == "NOT_RESPONDING":
-            self._set_routing(agent, "IDLE" if agent.presence == "ON_QUEUE" else "OFF_QUEUE")
-            for qid in agent.queue_ids:
-                self._route(self._queue(qid))
-
-    def _queue(self, qid: str) -> Queue:
-        return next(q for q in self.queues if q.id == qid)
+            self._settle(agent)
 
     def _on_answer(self, conv: Conversation, q: Queue, agent: Agent, ap: Participant) -> None:
         if conv.ended or ap.state != "alerting":
@@ -384,8 +513,8 @@ class ContactCentre:
         acd = self._acd(conv)
         acd.state, acd.disconnect_type, acd.end_time = "disconnected", "transfer", self.now
         ap.state, ap.connected_time = "connected", self.now
-        q.alerting.remove(conv)
-        q.interacting.append(conv)
+        q.discard("alerting", conv)
+        q.add("interacting", conv)
         self._detail(
             "acd.end",
             conv,
@@ -397,7 +526,7 @@ class ContactCentre:
             usedRouting="STANDARD",
             requestedRoutings=["Standard"],
             routingPriority=conv.priority,
-            connectedDurationMs=int((self.now - (acd.connected_time or self.now)) * 1000),
+            connectedDurationMs=bodies.ms(self.now - (acd.connected_time or self.now)),
         )
         self._detail("user.start", conv, ap, userId=agent.id, queueId=q.id)
         self._snapshot(conv)
@@ -421,8 +550,9 @@ class ContactCentre:
         if conv.ended or ap.state != "connected":
             return
         ap.held = False
+        ap.held_s += self.now - (ap.start_hold_time or self.now)
         self._snapshot(conv)
-        agent = next(a for a in self.agents if a.id == ap.user_id)
+        agent = self._agent_by_id[ap.user_id or ""]
         self._schedule(
             self.rng.expovariate(1 / 120.0) + 10, "disconnect", (conv, conv.queue, agent, ap)
         )
@@ -438,7 +568,7 @@ class ContactCentre:
         if conv.ended or conv not in conv.queue.waiting:
             return
         q = conv.queue
-        q.waiting.remove(conv)
+        q.discard("waiting", conv)
         conv.ended = True
         acd = self._acd(conv)
         cust = conv.participants[0]
@@ -460,7 +590,7 @@ class ContactCentre:
             conv,
             cust,
             disconnectType="ENDPOINT",
-            interactingDurationMs=int((self.now - conv.start) * 1000),
+            interactingDurationMs=bodies.ms(self.now - conv.start),
         )
         self._snapshot(conv)
         self._observe(q, conv.media)
@@ -468,11 +598,14 @@ class ContactCentre:
     def _end_agent_leg(
         self, conv: Conversation, q: Queue, agent: Agent, ap: Participant, snap: str, det: str
     ) -> None:
-        ap.state, ap.disconnect_type, ap.end_time = "disconnected", snap, self.now
+        now = self.now
+        ap.state, ap.disconnect_type, ap.end_time = "disconnected", snap, now
+        if ap.held:
+            ap.held_s += now - (ap.start_hold_time or now)
         ap.held = False
-        ap.acw_state, ap.start_acw_time = "pending", self.now
-        if conv in q.interacting:
-            q.interacting.remove(conv)
+        ap.acw_state, ap.start_acw_time = "pending", now
+        q.discard("interacting", conv)
+        connected = ap.connected_time if ap.connected_time is not None else now
         self._detail(
             "user.end",
             conv,
@@ -480,9 +613,9 @@ class ContactCentre:
             userId=agent.id,
             queueId=q.id,
             disconnectType=det,
-            interactingDurationMs=int((self.now - (ap.connected_time or self.now)) * 1000),
-            heldDurationMs=0,
-            alertingDurationMs=3000,
+            interactingDurationMs=bodies.ms(now - connected),
+            heldDurationMs=bodies.ms(ap.held_s),
+            alertingDurationMs=bodies.ms(connected - (ap.alert_time or connected)),
         )
         self._snapshot(conv)
         self._observe(q, conv.media)
@@ -501,7 +634,7 @@ class ContactCentre:
             conv,
             cust,
             disconnectType="ENDPOINT" if by_customer else "PEER",
-            interactingDurationMs=int((self.now - conv.start) * 1000),
+            interactingDurationMs=bodies.ms(self.now - conv.start),
         )
         self._end_agent_leg(
             conv,
@@ -526,31 +659,29 @@ class ContactCentre:
         self._detail("acw", conv, ap, userId=agent.id, **extra)
         self._detail("wrapup", conv, ap, **extra)
         self._snapshot(conv)
-        agent.conversation = None
-        self._set_routing(agent, "IDLE" if agent.presence == "ON_QUEUE" else "OFF_QUEUE")
-        for qid in agent.queue_ids:
-            self._route(self._queue(qid))
+        agent.active -= 1
+        if agent.routing != "NOT_RESPONDING":  # _on_recover settles a not-responding agent
+            self._settle(agent)
 
     def _on_presence(self, a: Agent) -> None:
+        """Off queue (break, meal, ...) and back. Conversations in progress carry on, as when a
+        Genesys agent changes presence mid-call; no new ones are routed while off queue."""
         if a.presence == "ON_QUEUE":
-            if a.routing != "IDLE":
-                self._schedule(60.0, "presence", (a,))
-                return
             new = self.rng.choice(("BREAK", "MEAL", "AWAY", "AVAILABLE"))
             back_in = self.rng.uniform(120, 900)
         else:
             new, back_in = "ON_QUEUE", self.rng.expovariate(1 / 1800.0) + 300
         a.presence, a.presence_id, a.presence_modified = new, PRESENCE_IDS[new], self.now
-        a.routing, a.routing_start = ("IDLE" if new == "ON_QUEUE" else "OFF_QUEUE"), self.now
+        a.routing, a.routing_start = self._status(a), self.now
         a.idle_since = self.now
         self._agent_changed(a, presence=True)
         joined = new == "ON_QUEUE"
         for qid in a.queue_ids:
-            q = self._queue(qid)
+            q = self._queue_by_id[qid]
             self._emit(
                 f"v2.routing.queues.{qid}.users", lambda q=q: bodies.queue_member(q, a, joined)
             )
         self._schedule(back_in, "presence", (a,))
         if joined:
             for qid in a.queue_ids:
-                self._route(self._queue(qid))
+                self._route(self._queue_by_id[qid])

@@ -51,6 +51,9 @@ class WsConnection:
         self.flood_templates: list[tuple[bytes, bytes, str]] | None = None
         self.flood_topics: tuple[str, ...] = ()
         self.flood_leaves: set[str] | None = None
+        self.flood_sources: list[tuple[tuple[bytes, ...], int, bytes, str]] = []  # live flood
+        self.flood_gen = -1  # live flood: the stamping generation of flood_fresh
+        self.flood_fresh = 0  # live flood: templates rendered in it, cyclically from its start
         self._held: tuple[bytes, LedgerRow] | None = None
         self._parser = frames.FrameParser()
         self._fragments: list[bytes] = []

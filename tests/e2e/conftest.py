@@ -7,7 +7,6 @@ Everything a test starts is stopped at teardown, even when the test fails.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,9 +36,7 @@ def prefix(admin: AdminClient) -> Iterator[str]:
 def simulator() -> Iterator[Callable[..., GenesysSimulator]]:
     """Start simulators with scaled time constants; every one is stopped at teardown.
 
-    The model clock starts at the wall clock and the rate is modest: the simulator's event
-    timestamps run ahead of the wall clock (about 0.7 model seconds per event), and Kafka refuses
-    record timestamps more than an hour in the future (``INVALID_TIMESTAMP``).
+    Live mode: event timestamps track the wall clock, as Genesys stamps them.
     """
     started: list[GenesysSimulator] = []
 
@@ -47,7 +44,6 @@ def simulator() -> Iterator[Callable[..., GenesysSimulator]]:
         settings: dict[str, Any] = {
             "port": 0,
             "rate": 20,
-            "start_time": time.time(),
             "heartbeat_interval_s": 0.3,
             "socket_closing_lead_s": 1.0,
             "clients": [ClientConfig("demo-client", "demo-secret")],

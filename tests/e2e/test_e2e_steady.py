@@ -54,7 +54,7 @@ def test_steady_state_every_ledger_event_exactly_once(
     kafka_bootstrap: str,
     schema_registry_url: str,
 ) -> None:
-    sim = simulator()
+    sim = simulator(rate=100)
     channels = ChannelLog.attach(sim)
     topics = all_topics(sim)
     path = write_deployment(
@@ -67,7 +67,17 @@ def test_steady_state_every_ledger_event_exactly_once(
     running = worker(path)
     view = kafka_view()
     wait_until(lambda: running.all_connected("steady", 1), 20, "the channel to connect")
-    wait_until(lambda: view.sync() is not None and len(view.events()) >= 100, 60, "100 events")
+    wanted = {"queue.conversations", "queue.observations", "user.routingStatus"}
+
+    def families_seen() -> set[str]:
+        view.sync()
+        return {r.topic.removeprefix(f"{prefix}.steady.") for r in view.events()}
+
+    wait_until(
+        lambda: wanted <= families_seen() and len(view.events()) >= 100,
+        60,
+        "100 events of the conversation, observation and routing-status families",
+    )
 
     quiesce(sim)
     ledger = ledger_for(sim, topics)
@@ -97,8 +107,7 @@ def test_steady_state_every_ledger_event_exactly_once(
     for kafka_topic in {r.topic for r in view.records}:
         latest = view.registry.get_latest_version(f"{kafka_topic}-value")
         assert {r.schema_id for r in view.on(kafka_topic)} == {latest.schema_id}
-    families = {r.topic.removeprefix(f"{prefix}.steady.") for r in view.events()}
-    assert {"queue.conversations", "queue.observations", "user.presence"} <= families
+    assert wanted <= families_seen()
 
     # first start: one coverage_start per topic, no loss reported, no dead letters
     gaps = view.on(gaps_topic)

@@ -122,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
                     measure_s=args.rate_seconds,
                     latency=True,
                 )
+            attempt(
+                "rate-20000-2proc",
+                workers=2,
+                rate=20000.0,
+                warmup_s=5,
+                measure_s=args.rate_seconds,
+                latency=True,
+            )
         if "cost" in parts:
             for topics, tasks in ((1000, 1), (10, 4), (1000, 4)):
                 attempt(

@@ -4,7 +4,7 @@
 
 PYTHON ?= python3
 
-.PHONY: install demo test devstack-fetch devstack-up devstack-down devstack-status
+.PHONY: install demo test devstack-fetch devstack-up devstack-down devstack-status bench
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"

@@ -118,6 +118,9 @@ def produce_ceiling(bootstrap: str, sample: Sample, seconds: float, topic_prefix
         poll(0)
     remaining = producer.flush(60)
     elapsed = time.perf_counter() - started
+    kafka = Kafka(bootstrap)
+    kafka.delete_prefixed(f"{topic_prefix}.")
+    kafka.close()
     return (sent - remaining) / elapsed
 
 

@@ -32,6 +32,17 @@ class Kafka:
         for topic in topics:
             ensure_topic(self.admin, topic, partitions=partitions, config=LOG_APPEND)
 
+    def delete_prefixed(self, prefix: str) -> int:
+        """Delete every topic whose name starts with ``prefix`` (a run's topics)."""
+        topics = [t for t in self.admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if topics:
+            for future in self.admin.delete_topics(topics, operation_timeout=30).values():
+                try:
+                    future.result(30)
+                except Exception:  # best effort: leftovers only cost disk
+                    pass
+        return len(topics)
+
     def _partitions_of(self, topic: str) -> list[int]:
         found = self._partitions.get(topic)
         if found is None:

@@ -117,12 +117,14 @@ def run(
     profile: str | None = None,
     pyspy: Path | None = None,
     offset_flush_ms: int = 1000,
+    keep_topics: bool = False,
 ) -> RunResult:
     """Run the connector against a fresh simulator and fresh topics; measure; verify.
 
     ``workers`` > 1 runs that many ``connector run`` processes, each with its own connector
     (its own channel) and a share of the Genesys topics, writing to the same Kafka topics;
-    CPU is then summed over the processes and the peak RSS is that of the largest.
+    CPU is then summed over the processes and the peak RSS is that of the largest. The run's
+    topics (``bench-<time>-<label>.*``) are deleted afterwards unless ``keep_topics``.
     """
     result = RunResult(label, topics, tasks, rate, load_before=load_average())
     result.workers = workers
@@ -250,4 +252,6 @@ def run(
             except Exception:  # best effort; the client id is unique to this run
                 log.warning("could not remove the quota of %s", client_id)
         sim.stop()
+        if not keep_topics:
+            k.delete_prefixed(f"{name}.")
         k.close()

@@ -150,8 +150,7 @@ def our_ledger(sim: GenesysSimulator, topics: set[str]) -> list[Any]:
 
 def assert_ledger_received(sim: GenesysSimulator, run: Running, topics: set[str]) -> None:
     """Every event the simulator wrote to any of our sockets became a record."""
-    sim.set_rate(rate=0)
-    time.sleep(0.2)
+    sim.set_rate(rate=0)  # runs on the simulator's loop: nothing is ledgered after it returns
     wanted = {e.correlation_id for e in our_ledger(sim, topics)}
     assert wanted, "the simulator sent nothing on our topics"
     wait_for(lambda: wanted <= set(run.correlation_ids()), 10, "every ledger event as a record")
@@ -191,7 +190,11 @@ def test_socket_closing_rotates_make_before_break_without_loss(
     wait_for(lambda: len(run.events()) >= 20, 10, "events")
     sim.faults.socket_closing(first, lead_s=1.0)
     wait_for(lambda: channel_id(run) != first, 10, "rotation to a new channel")
-    time.sleep(1.5)  # the old socket closes after the lead time
+    wait_for(
+        lambda: not {c["id"]: c for c in sim.channels()}[first]["connected"],
+        10,
+        "the old socket to close after the lead time",
+    )
     assert_ledger_received(sim, run, set(config.topics()))
     assert [g.value["reason"] for g in run.gaps() if g.value["reason"] != "coverage_start"] == []
     assert run.correlation_ids().most_common(1)[0][1] == 1, "overlap duplicates were dropped"
@@ -313,7 +316,6 @@ def test_restart_reports_the_gap_from_committed_offsets(
         last[record.source_partition["topic"]] = record.source_offset
     for topic, offset in last.items():
         offsets.set({"topic": topic}, offset)
-    time.sleep(0.3)
     again = running(config, offsets)
     wait_for(lambda: again.gaps("restart"), 10, "restart gaps")
     gaps = {g.value["genesys_topic"]: g.value for g in again.gaps("restart")}

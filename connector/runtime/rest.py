@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import connector
+import connector.runtime.metrics  # registers the runtime metrics served at /metrics
 from connector.runtime.plugins import discover
 
 

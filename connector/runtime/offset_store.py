@@ -193,25 +193,33 @@ class KafkaOffsetStore:
         offsets: Iterable[tuple[SourcePartition, SourceOffset | None]],
     ) -> None:
         """Write offsets (None = tombstone) and wait, bounded, until Kafka has them all."""
+        pending = self.write_async(connector_name, offsets)
+        if not pending.wait(self._flush_timeout_s):
+            raise OffsetStoreError(f"offsets for {connector_name} not written in time")
+        if pending.error is not None:
+            raise OffsetStoreError(f"offsets for {connector_name} not written: {pending.error}")
+
+    def write_async(
+        self,
+        connector_name: str,
+        offsets: Iterable[tuple[SourcePartition, SourceOffset | None]],
+    ) -> OffsetWrite:
+        """Start writing offsets; the returned :class:`OffsetWrite` completes without blocking
+        the caller, so a task loop never stalls on the offsets topic."""
         producer = self._producer
         if producer is None:
             raise OffsetStoreError("offset store is not started")
-        errors: list[str] = []
         written: dict[bytes, bytes | None] = {}
-
-        def on_delivery(err: KafkaError | None, msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
         for partition, offset in offsets:
             key = offset_key(connector_name, partition)
-            value = orjson.dumps(dict(offset)) if offset is not None else None
-            written[key] = value
-            producer.produce(self.topic, key=key, value=value, on_delivery=on_delivery)
-        remaining = producer.flush(self._flush_timeout_s)
-        if remaining or errors:
-            reason = errors[0] if errors else f"{remaining} writes still pending"
-            raise OffsetStoreError(f"offsets for {connector_name} not written: {reason}")
+            written[key] = orjson.dumps(dict(offset)) if offset is not None else None
+        pending = OffsetWrite(producer, self, len(written))
+        for key, value in written.items():
+            producer.produce(self.topic, key=key, value=value, on_delivery=pending.on_delivery)
+        pending.written = written
+        return pending
+
+    def _apply(self, written: Mapping[bytes, bytes | None]) -> None:
         with self._lock:
             for key, value in written.items():
                 if value is None:
@@ -242,6 +250,45 @@ def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float)
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+class OffsetWrite:
+    """An offsets write in flight. Delivery reports arrive when someone polls the offsets
+    producer; :meth:`done` polls without blocking, :meth:`wait` with a bound."""
+
+    def __init__(self, producer: Producer, store: KafkaOffsetStore, count: int) -> None:
+        self._producer = producer
+        self._store = store
+        self._remaining = count
+        self._lock = threading.Lock()
+        self._applied = False
+        self.error: str | None = None
+        self.written: Mapping[bytes, bytes | None] = {}
+
+    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        with self._lock:
+            self._remaining -= 1
+            if err is not None and self.error is None:
+                self.error = str(err)
+
+    def done(self) -> bool:
+        if self._remaining > 0:
+            self._producer.poll(0)
+        if self._remaining > 0:
+            return False
+        if not self._applied:
+            self._applied = True
+            if self.error is None:
+                self._store._apply(self.written)
+        return True
+
+    def wait(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.done():
+            if time.monotonic() >= deadline:
+                return False
+            self._producer.poll(0.05)
+        return True
 
 
 class StoreOffsetReader:

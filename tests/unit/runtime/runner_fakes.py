@@ -114,6 +114,18 @@ class FakeDataProducer:
         self.producer = FakeKafkaProducer()
 
 
+class _DoneWrite:
+    """A write the fake store completed at once."""
+
+    error: str | None = None
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self, timeout_s: float) -> bool:
+        return True
+
+
 class FakeOffsetStore:
     """Records every offsets write: ``[(partition, offset), ...]`` per commit."""
 
@@ -123,6 +135,10 @@ class FakeOffsetStore:
     def write(self, connector_name: str, offsets: Any) -> None:
         assert connector_name == CONNECTOR
         self.writes.append([(dict(p), dict(o) if o is not None else None) for p, o in offsets])
+
+    def write_async(self, connector_name: str, offsets: Any) -> _DoneWrite:
+        self.write(connector_name, offsets)
+        return _DoneWrite()
 
     def committed(self) -> dict[str, int]:
         """The latest committed seq per stream over all writes."""

@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # HTTP client request lines can carry credentials (a registry URL with user:password@) and
+    # add nothing an operator needs at INFO.
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     result: int = args.handler(args)
     return result
 

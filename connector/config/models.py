@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CONVERTER_ALIASES: dict[str, str] = {
     "string": "string",
@@ -170,10 +170,3 @@ def is_secret_key(key: str) -> bool:
     """Keys whose values are never shown (Connect's PASSWORD type, decided by name here)."""
     lowered = key.lower()
     return any(word in lowered for word in ("secret", "password", "token", "credential", "sasl"))
-
-
-def mask(value: Any) -> Any:
-    """Render a value for messages and status output, hiding pydantic secrets."""
-    if isinstance(value, SecretStr):
-        return "[hidden]"
-    return value

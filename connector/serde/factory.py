@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -52,9 +52,6 @@ def check_converter_config(kind: str, config: Mapping[str, Any]) -> list[tuple[s
             except ValueError as exc:
                 problems.append((key, str(exc)))
     return problems
-
-
-RegistryFactory = Callable[[Mapping[str, Any]], SchemaRegistryClient]
 
 
 def registry_client(url: str, extra: Mapping[str, Any]) -> SchemaRegistryClient:

@@ -77,6 +77,5 @@ def test_the_connector_declares_its_spec_and_task() -> None:
 
 def test_the_entry_point_loads_the_connector() -> None:
     found = {ep.name: ep for ep in entry_points(group="connector.plugins")}
-    if "websocket" not in found:
-        pytest.skip("package metadata not installed (pip install -e .)")
+    assert "websocket" in found, "the package is not installed: pip install -e ."
     assert found["websocket"].load() is WebSocketSourceConnector

@@ -17,7 +17,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from connector.api import SourceOffset, SourcePartition, SourceRecord, SourceTask
+from connector.api import (
+    MalformedInput,
+    Polled,
+    SourceOffset,
+    SourcePartition,
+    SourceRecord,
+    SourceTask,
+)
 
 
 class ManualClock:
@@ -75,7 +82,6 @@ class FakeTaskContext:
     clock: Any = None
     status: dict[str, Any] = field(default_factory=dict)
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.offset_reader is None:
@@ -99,37 +105,23 @@ class FakeTaskContext:
         with self._lock:
             self.counters[key] = self.counters.get(key, 0.0) + amount
 
-    def dead_letter(
-        self,
-        payload: bytes | str | None,
-        reason: str,
-        *,
-        source_partition: SourcePartition | None = None,
-        source_offset: SourceOffset | None = None,
-        stage: str = "POLL",
-        exception: BaseException | None = None,
-    ) -> None:
-        with self._lock:
-            self.dead_letters.append(
-                {
-                    "payload": payload,
-                    "reason": reason,
-                    "source_partition": source_partition,
-                    "source_offset": source_offset,
-                    "stage": stage,
-                    "exception": exception,
-                }
-            )
-
 
 def poll_until(
     task: SourceTask, count: int, *, timeout_s: float = 10.0, poll_timeout_s: float = 0.1
-) -> list[SourceRecord]:
-    """Poll ``task`` until it returned at least ``count`` records or ``timeout_s`` passed."""
+) -> list[Polled]:
+    """Poll ``task`` until it returned at least ``count`` items (records and malformed input,
+    in order) or ``timeout_s`` passed."""
     import time
 
     deadline = time.monotonic() + timeout_s
-    records: list[SourceRecord] = []
-    while len(records) < count and time.monotonic() < deadline:
-        records.extend(task.poll(poll_timeout_s))
-    return records
+    polled: list[Polled] = []
+    while len(polled) < count and time.monotonic() < deadline:
+        polled.extend(task.poll(poll_timeout_s))
+    return polled
+
+
+def split_polled(polled: list[Polled]) -> tuple[list[SourceRecord], list[MalformedInput]]:
+    """Separate what ``poll`` returned into records and malformed input, each in order."""
+    records = [item for item in polled if type(item) is SourceRecord]
+    malformed = [item for item in polled if type(item) is MalformedInput]
+    return records, malformed

@@ -17,7 +17,15 @@ from connector.api.errors import (
     RetriableError,
     TaskFailedError,
 )
-from connector.api.record import AvroSchema, Header, SourceOffset, SourcePartition, SourceRecord
+from connector.api.record import (
+    AvroSchema,
+    Header,
+    MalformedInput,
+    Polled,
+    SourceOffset,
+    SourcePartition,
+    SourceRecord,
+)
 from connector.api.spec import PluginSpec
 from connector.api.task import SourceTask
 
@@ -30,9 +38,11 @@ __all__ = [
     "ConversionError",
     "DeliveryError",
     "Header",
+    "MalformedInput",
     "OffsetReader",
     "OffsetStoreError",
     "PluginSpec",
+    "Polled",
     "RetriableError",
     "SourceConnector",
     "SourceOffset",

@@ -65,21 +65,3 @@ class TaskContext(Protocol):
     def count(self, metric: str, amount: float = 1.0, **labels: str) -> None:
         """Increment a plugin counter; exported as ``connector_plugin_<metric>_total``."""
         ...
-
-    def dead_letter(
-        self,
-        payload: bytes | str | None,
-        reason: str,
-        *,
-        source_partition: SourcePartition | None = None,
-        source_offset: SourceOffset | None = None,
-        stage: str = "POLL",
-        exception: BaseException | None = None,
-    ) -> None:
-        """Hand over input the task cannot turn into a record (a malformed frame).
-
-        The runtime writes it to ``errors.deadletterqueue.topic.name`` with error headers. With
-        no dead-letter topic it fails the task under ``errors.tolerance=none`` and logs it at
-        ERROR under ``all``: bad input is never dropped silently. Thread-safe; never blocks.
-        """
-        ...

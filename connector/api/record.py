@@ -1,4 +1,4 @@
-"""The record a source task hands to the runtime."""
+"""What a source task hands to the runtime: records, and input it could not turn into one."""
 
 from __future__ import annotations
 
@@ -62,3 +62,36 @@ class SourceRecord:
     headers: Sequence[Header] | None = None
     value_schema: AvroSchema | None = None
     key_schema: AvroSchema | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedInput:
+    """Input a task could not turn into a record (a frame that is not JSON, an event that does
+    not fit), returned from :meth:`SourceTask.poll` *in its place*, in stream order.
+
+    The runtime applies ``errors.tolerance`` to it exactly as to a record that failed to
+    convert: ``none`` fails the task; ``all`` writes ``payload`` to the dead-letter topic with
+    ``__connect.errors.*`` headers (or logs it when there is none). Its ``source_offset`` is
+    committed only once every record before it in ``source_partition`` is acked, so returning it
+    in order is what keeps committed offsets moving forward.
+
+    Args:
+        payload: the raw input as received.
+        reason: why it is not a record; it becomes the ``exception.message`` header.
+        source_partition: where it came from (``None``: it moves no offset).
+        source_offset: its position in ``source_partition``.
+        exception: the error that rejected it, when there was one.
+
+    >>> MalformedInput(b"{", "not JSON").reason
+    'not JSON'
+    """
+
+    payload: bytes | str | None
+    reason: str
+    source_partition: SourcePartition | None = None
+    source_offset: SourceOffset | None = None
+    exception: BaseException | None = None
+
+
+Polled = SourceRecord | MalformedInput
+"""One item of what :meth:`SourceTask.poll` returns."""

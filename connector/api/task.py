@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from connector.api.context import TaskContext
-from connector.api.record import SourceRecord
+from connector.api.record import Polled
 
 
 class SourceTask(ABC):
@@ -26,8 +26,13 @@ class SourceTask(ABC):
         """
 
     @abstractmethod
-    def poll(self, timeout_s: float) -> list[SourceRecord]:
+    def poll(self, timeout_s: float) -> list[Polled]:
         """Return the records available now, waiting up to ``timeout_s`` for the first one.
+
+        Input that cannot become a record is returned as a
+        :class:`~connector.api.record.MalformedInput` at its place in the list: records and
+        malformed input leave the task through this one ordered channel, so that source offsets
+        are committed in order.
 
         Called repeatedly on the task thread. Must return within ``timeout_s`` (an empty list
         when idle) so that the runtime can commit offsets and notice :meth:`stop`. After

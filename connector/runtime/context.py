@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from connector.api import OffsetReader, SourceOffset, SourcePartition
+from connector.api import OffsetReader
 from connector.runtime.metrics import plugin_counter
 from connector.runtime.status import TaskStatus
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """Input a task handed over through :meth:`RuntimeTaskContext.dead_letter`."""
-
-    payload: bytes | str | None
-    reason: str
-    source_partition: SourcePartition | None
-    source_offset: SourceOffset | None
-    stage: str
-    exception: BaseException | None
 
 
 class RuntimeTaskContext:
@@ -53,8 +39,6 @@ class RuntimeTaskContext:
             {"connector": connector_name, "task": task_id},
         )
         self._status = status
-        self._dead_letters: list[DeadLetter] = []
-        self._lock = threading.Lock()
 
     def set_status_detail(self, name: str, value: Any) -> None:
         self._status.detail(name, value)
@@ -63,26 +47,6 @@ class RuntimeTaskContext:
         plugin_counter(metric, tuple(sorted(labels))).labels(
             connector=self.connector_name, task=str(self.task_id), **labels
         ).inc(amount)
-
-    def dead_letter(
-        self,
-        payload: bytes | str | None,
-        reason: str,
-        *,
-        source_partition: SourcePartition | None = None,
-        source_offset: SourceOffset | None = None,
-        stage: str = "POLL",
-        exception: BaseException | None = None,
-    ) -> None:
-        with self._lock:
-            self._dead_letters.append(
-                DeadLetter(payload, reason, source_partition, source_offset, stage, exception)
-            )
-
-    def take_dead_letters(self) -> list[DeadLetter]:
-        with self._lock:
-            taken, self._dead_letters = self._dead_letters, []
-        return taken
 
 
 class RuntimeConnectorContext:

@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ import orjson
 from connector.api import (
     AvroSchema,
     ConversionError,
+    MalformedInput,
     RetriableError,
     SourceRecord,
     SourceTask,
@@ -27,7 +29,7 @@ from connector.api import (
 )
 from connector.config.models import ConnectorEnvelope, WorkerConfig
 from connector.runtime import metrics
-from connector.runtime.context import DeadLetter, RuntimeTaskContext
+from connector.runtime.context import RuntimeTaskContext
 from connector.runtime.offset_store import KafkaOffsetStore
 from connector.runtime.producer import DataProducer
 from connector.runtime.status import State, TaskStatus
@@ -42,6 +44,27 @@ TopicEnsurer = Callable[[str], None]
 
 POLL_TIMEOUT_S = 0.2
 _ERROR_HEADER = "__connect.errors."
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    payload: bytes | str | None
+    reason: str
+    source_partition: Any
+    source_offset: Any
+    stage: str
+    exception: BaseException | None
+
+    @staticmethod
+    def of(item: MalformedInput) -> DeadLetter:
+        return DeadLetter(
+            item.payload,
+            item.reason,
+            item.source_partition,
+            item.source_offset,
+            "POLL",
+            item.exception,
+        )
 
 
 class SourceTaskRunner:
@@ -133,7 +156,6 @@ class SourceTaskRunner:
             while not self._stop.is_set():
                 if not pending:
                     pending = self._poll_task()
-                self._send_dead_letters(self.ctx.take_dead_letters())
                 if pending:
                     pending = self._send(pending)
                 self.submitted.raise_if_failed()
@@ -216,6 +238,9 @@ class SourceTaskRunner:
         dumps = orjson.dumps
         written = 0
         for index, record in enumerate(records):
+            if type(record) is MalformedInput:
+                self._send_dead_letters([DeadLetter.of(record)])
+                continue
             partition = record.source_partition
             partition_key = dumps(partition) if partition is not None else None
             stage = "TRANSFORMATION"
@@ -500,7 +525,6 @@ class SourceTaskRunner:
         deadline = self._clock() + self.worker.task_shutdown_graceful_timeout_ms / 1000.0
         self._stop_task_quietly()
         while self._clock() < deadline:
-            self._send_dead_letters(self.ctx.take_dead_letters())
             if not pending:
                 try:
                     pending = self.task.poll(0)
@@ -510,7 +534,6 @@ class SourceTaskRunner:
                 if not pending:
                     break
             pending = self._send(pending)
-        self._send_dead_letters(self.ctx.take_dead_letters())
         if pending:
             logger.warning(
                 "task %s-%d: %d polled records not sent within the graceful timeout",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.api import (
     AvroSchema,
     PluginSpec,
+    Polled,
     SourceConnector,
     SourceRecord,
     SourceTask,
@@ -73,7 +74,7 @@ class DatagenSourceTask(SourceTask):
         self._started = time.monotonic()
         self._emitted = 0
 
-    def poll(self, timeout_s: float) -> list[SourceRecord]:
+    def poll(self, timeout_s: float) -> list[Polled]:
         if self._stopped.is_set():
             return []  # generated on demand: nothing buffered to drain after stop()
         config = self._config

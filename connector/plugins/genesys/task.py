@@ -54,7 +54,15 @@ from typing import Any, cast
 
 import orjson
 
-from connector.api import ConnectorError, RetriableError, SourceRecord, SourceTask, TaskContext
+from connector.api import (
+    ConnectorError,
+    MalformedInput,
+    Polled,
+    RetriableError,
+    SourceRecord,
+    SourceTask,
+    TaskContext,
+)
 from connector.buffer import EventBuffer, Frame
 from connector.plugins.genesys import events, plan, topics
 from connector.plugins.genesys.auth import AuthError, TokenUnavailableError, shared_provider
@@ -155,7 +163,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._builder: RecordBuilder | None = None
         self._offsets: dict[str, Mapping[str, Any]] = {}
         self._states: dict[int, _SessionState] = {}
-        self._pending: list[SourceRecord] = []
+        self._pending: list[Polled] = []
         self._fatal: BaseException | None = None
         self._dedupe = DuplicateFilter(30_000, 200_000)
         self._rejected: dict[str, dict[str, Any]] = {}
@@ -250,9 +258,10 @@ class GenesysNotificationsSourceTask(SourceTask):
             self._buffer.close()
 
     # --- poll ----------------------------------------------------------------------------------
-    def poll(self, timeout_s: float) -> list[SourceRecord]:
+    def poll(self, timeout_s: float) -> list[Polled]:
         """Records of the frames received so far (at most ``poll.max.records`` frames' worth),
-        gap records first; waits up to ``timeout_s`` for the first frame."""
+        gap records first, malformed frames in their place; waits up to ``timeout_s`` for the
+        first frame."""
         if self._fatal is not None:
             raise ConnectorError(f"Genesys refused the OAuth client: {self._fatal}")
         assert self._buffer is not None and self._config is not None
@@ -265,7 +274,7 @@ class GenesysNotificationsSourceTask(SourceTask):
                 self._frame(frame, records)
         return records
 
-    def _frame(self, frame: Frame, out: list[SourceRecord]) -> None:
+    def _frame(self, frame: Frame, out: list[Polled]) -> None:
         ctx, manager, builder = self._ctx, self._manager, self._builder
         assert ctx is not None and manager is not None and builder is not None
         received_ms = frame.received_ns // 1_000_000
@@ -284,7 +293,7 @@ class GenesysNotificationsSourceTask(SourceTask):
             try:
                 record = builder.build(classified.envelope, received_ms)
             except (TypeError, ValueError) as exc:
-                self._dead_letter(frame, f"cannot build a record: {exc}", exc)
+                out.append(self._malformed(frame, f"cannot build a record: {exc}", exc))
                 return
             self._offsets[classified.envelope["topicName"]] = cast(
                 Mapping[str, Any], record.source_offset
@@ -293,7 +302,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         elif kind in (FrameKind.HEARTBEAT, FrameKind.PONG):
             return  # liveness is the receiver's watchdog; the frame already counted
         elif kind is FrameKind.MALFORMED:
-            self._dead_letter(frame, classified.message or "malformed frame", None)
+            out.append(self._malformed(frame, classified.message or "malformed frame", None))
         elif session is None or state is None:
             ctx.logger.warning("%s frame from an unknown socket %s", kind.value, frame.source)
         elif kind is FrameKind.SOCKET_CLOSING:
@@ -335,13 +344,13 @@ class GenesysNotificationsSourceTask(SourceTask):
             channel_id = frame.source.rsplit("/", 1)[-1]
             state.pending = _Gap(from_ms, reason, message or reason, channel_id)
 
-    def _dead_letter(self, frame: Frame, reason: str, exc: BaseException | None) -> None:
+    def _malformed(self, frame: Frame, reason: str, exc: BaseException | None) -> MalformedInput:
         assert self._ctx is not None
         self._ctx.count("malformed_frames")
-        self._ctx.dead_letter(frame.payload, reason, stage="POLL", exception=exc)
+        return MalformedInput(frame.payload, reason, exception=exc)
 
     # --- control frames: connection changes in stream order ------------------------------------
-    def _control(self, frame: Frame, out: list[SourceRecord]) -> None:
+    def _control(self, frame: Frame, out: list[Polled]) -> None:
         ctx, manager = self._ctx, self._manager
         assert ctx is not None and manager is not None
         message = orjson.loads(frame.payload)
@@ -385,9 +394,7 @@ class GenesysNotificationsSourceTask(SourceTask):
             )
             ctx.set_status_detail("channels", manager.status())
 
-    def _start_gaps(
-        self, session: ChannelSession, connected_ms: int, out: list[SourceRecord]
-    ) -> None:
+    def _start_gaps(self, session: ChannelSession, connected_ms: int, out: list[Polled]) -> None:
         ctx, config = self._ctx, self._config
         assert ctx is not None and config is not None
         restarts = 0
@@ -412,9 +419,7 @@ class GenesysNotificationsSourceTask(SourceTask):
                 starts,
             )
 
-    def _emit_gap(
-        self, session: ChannelSession, gap: _Gap, to_ms: int, out: list[SourceRecord]
-    ) -> None:
+    def _emit_gap(self, session: ChannelSession, gap: _Gap, to_ms: int, out: list[Polled]) -> None:
         assert self._ctx is not None
         for topic in session.permitted:
             out.append(

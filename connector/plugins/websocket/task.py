@@ -23,8 +23,9 @@ Values (``value.format``):
 * ``json``: the parsed JSON object itself, without a schema, for the JSON converter.
 
 Every record carries the header ``ws.source`` (the redacted URL). Frames that are not UTF-8,
-not JSON, not a JSON object, lack ``key.field`` or route to an invalid topic are handed to
-``ctx.dead_letter`` with the reason; the task never raises or blocks on bad input.
+not JSON, not a JSON object, lack ``key.field`` or route to an invalid topic are returned from
+``poll`` as :class:`~connector.api.MalformedInput` with the reason, in their place; the task
+never raises or blocks on bad input.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from connector.api import AvroSchema, SourceRecord, SourceTask, TaskContext
+from connector.api import AvroSchema, MalformedInput, Polled, SourceRecord, SourceTask, TaskContext
 from connector.buffer import EventBuffer, Frame
 from connector.plugins.websocket.messages import (
     MISSING,
@@ -180,7 +181,7 @@ class WebSocketSourceTask(SourceTask):
 
     # -- poll ------------------------------------------------------------------------------
 
-    def poll(self, timeout_s: float) -> list[SourceRecord]:
+    def poll(self, timeout_s: float) -> list[Polled]:
         buffer, ctx = self._buffer, self._ctx
         if buffer is None or ctx is None:
             raise RuntimeError("cannot poll the websocket task: start() was not called")
@@ -191,16 +192,16 @@ class WebSocketSourceTask(SourceTask):
             self._publish_status()
         if not frames:
             return []
-        records: list[SourceRecord] = []
+        records: list[Polled] = []
         filtered = 0
         dead_lettered = 0
         for frame in frames:
             outcome = self._record(frame)
-            if type(outcome) is SourceRecord:
-                records.append(outcome)
-            elif outcome is None:
+            if outcome is None:
                 filtered += 1
-            else:
+                continue
+            records.append(outcome)
+            if type(outcome) is MalformedInput:
                 dead_lettered += 1
         if filtered:
             ctx.count("messages_filtered", filtered)
@@ -208,8 +209,8 @@ class WebSocketSourceTask(SourceTask):
             ctx.count("messages_dead_lettered", dead_lettered)
         return records
 
-    def _record(self, frame: Frame) -> SourceRecord | bool | None:
-        """One frame -> a record, ``None`` (filtered) or ``False`` (dead-lettered)."""
+    def _record(self, frame: Frame) -> Polled | None:
+        """One frame -> a record, malformed input, or ``None`` (filtered)."""
         state = self._partitions.get(frame.source) or self._unknown_source(frame.source)
         seq = state.next_seq
         state.next_seq = seq + 1
@@ -218,12 +219,10 @@ class WebSocketSourceTask(SourceTask):
         try:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            return self._dead_letter(
-                frame, state, seq, received_ms, _parse_reason(payload, exc), exc
-            )
+            return self._malformed(frame, state, seq, received_ms, _parse_reason(payload, exc), exc)
         if type(message) is not dict:
             reason = f"expected a JSON object, got {type(message).__name__}"
-            return self._dead_letter(frame, state, seq, received_ms, reason)
+            return self._malformed(frame, state, seq, received_ms, reason)
 
         get_filter = self._get_filter
         if get_filter is not None:
@@ -238,14 +237,14 @@ class WebSocketSourceTask(SourceTask):
         try:
             topic = self._topic.render(message)
         except ValueError as exc:
-            return self._dead_letter(frame, state, seq, received_ms, str(exc), exc)
+            return self._malformed(frame, state, seq, received_ms, str(exc), exc)
 
         key: str | None = None
         if self._get_key is not None:
             key = render_scalar(self._get_key(message))
             if key is None:
                 reason = f"key field '{self._key_field}' is missing or null"
-                return self._dead_letter(frame, state, seq, received_ms, reason)
+                return self._malformed(frame, state, seq, received_ms, reason)
 
         timestamp_ms = received_ms
         if self._get_timestamp is not None:
@@ -270,7 +269,7 @@ class WebSocketSourceTask(SourceTask):
             value_schema=schema,
         )
 
-    def _dead_letter(
+    def _malformed(
         self,
         frame: Frame,
         state: _Partition,
@@ -278,17 +277,14 @@ class WebSocketSourceTask(SourceTask):
         received_ms: int,
         reason: str,
         exception: BaseException | None = None,
-    ) -> bool:
-        assert self._ctx is not None
-        self._ctx.dead_letter(
+    ) -> MalformedInput:
+        return MalformedInput(
             frame.payload,
             reason,
             source_partition=state.partition,
             source_offset={"seq": seq, "received_ms": received_ms},
-            stage="POLL",
             exception=exception,
         )
-        return False
 
     def _unknown_source(self, source: str) -> _Partition:
         """A frame from a source we did not configure (should not happen): track it anyway."""

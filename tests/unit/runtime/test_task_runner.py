@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from runner_fakes import CONNECTOR, Harness, ScriptedTask, record, wait_until
 
-from connector.api import AvroSchema, ConversionError, RetriableError, SourceRecord
+from connector.api import AvroSchema, ConversionError, MalformedInput, RetriableError, SourceRecord
 from connector.plugins.datagen.connector import VALUE_SCHEMA
 from connector.runtime.status import State
 from connector.serde.avro import AvroConverter
@@ -237,18 +237,9 @@ def test_delivery_failure_under_tolerance_none_fails_without_committing_past_it(
 
 
 def test_dead_letters_from_the_task_are_written_with_their_source_position() -> None:
-    class MalformedInputTask(ScriptedTask):
-        def poll(self, timeout_s: float) -> list[SourceRecord]:
-            if self.polls == 0:
-                self.ctx.dead_letter(
-                    b"{not json",
-                    "frame is not JSON",
-                    source_partition=S1,
-                    source_offset={"seq": 7},
-                )
-            return super().poll(timeout_s)
-
-    task = MalformedInputTask([])
+    task = ScriptedTask(
+        [[MalformedInput(b"{not json", "frame is not JSON", S1, {"seq": 7})]]  # type: ignore[list-item]
+    )
     harness = Harness(
         task, envelope={"errors.tolerance": "all", "errors.deadletterqueue.topic.name": "dlq"}
     ).start()

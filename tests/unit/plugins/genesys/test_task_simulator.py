@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from connector.api import SourceRecord
+from connector.api import MalformedInput, SourceRecord
 from connector.plugins.genesys.spec import GenesysNotificationsConfig
 from connector.plugins.genesys.task import GenesysNotificationsSourceTask
 from connector.simulator import ClientConfig, GenesysSimulator, SimulatorConfig
-from connector.testing import FakeTaskContext, MemoryOffsetReader
+from connector.testing import FakeTaskContext, MemoryOffsetReader, split_polled
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,6 +35,7 @@ class Running:
         self.ctx = FakeTaskContext("genesys-test", config, offset_reader=offsets)
         self.task = GenesysNotificationsSourceTask()
         self.records: list[SourceRecord] = []
+        self.malformed: list[MalformedInput] = []
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -49,8 +50,10 @@ class Running:
             except Exception as exc:  # surfaced by the test
                 self.errors.append(exc)
                 return
+            records, malformed = split_polled(batch)
             with self._lock:
-                self.records.extend(batch)
+                self.records.extend(records)
+                self.malformed.extend(malformed)
 
     def snapshot(self) -> list[SourceRecord]:
         with self._lock:
@@ -177,7 +180,7 @@ def test_events_arrive_as_typed_records(
     # first start: coverage starts, no loss reported
     assert len(run.gaps("coverage_start")) == len(config.topics())
     assert not [g for g in run.gaps() if g.value["reason"] != "coverage_start"]
-    assert run.ctx.dead_letters == [] and not run.errors
+    assert run.malformed == [] and not run.errors
     assert run.correlation_ids().most_common(1)[0][1] == 1  # no duplicates
 
 
@@ -285,9 +288,9 @@ def test_malformed_frames_are_dead_lettered_and_the_stream_goes_on(
     run = running()
     first = channel_id(run)
     sim.faults.bad_frame(kind, first)
-    wait_for(lambda: run.ctx.dead_letters, 10, "a dead letter")
-    letter = run.ctx.dead_letters[0]
-    assert reason in letter["reason"] and letter["payload"]
+    wait_for(lambda: run.malformed, 10, "a dead letter")
+    letter = run.malformed[0]
+    assert reason in letter.reason and letter.payload
     count = len(run.events())
     wait_for(lambda: len(run.events()) > count + 5, 10, "events after the bad frame")
     assert not run.errors
@@ -300,7 +303,7 @@ def test_oversized_events_are_records(
     run = running(config)
     sim.faults.bad_frame("oversized", channel_id(run), size=1_100_000)
     assert_ledger_received(sim, run, set(config.topics()))
-    assert run.ctx.dead_letters == []
+    assert run.malformed == []
 
 
 def test_restart_reports_the_gap_from_committed_offsets(

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from connector.plugins.websocket import ENVELOPE_SCHEMA, WebSocketSourceTask
-from connector.testing import FakeTaskContext, MemoryOffsetReader, poll_until
+from connector.testing import FakeTaskContext, MemoryOffsetReader, poll_until, split_polled
 from connector.ws.testing import LocalWebSocketServer, ServerConnection
 
 pytestmark = pytest.mark.timeout(10)
@@ -144,12 +144,11 @@ def test_malformed_frames_go_to_the_dead_letter_queue_with_reasons(
     )
     task, ctx = start_task({"websocket.url": server.url, "topic": "ws.{type}", "key.field": "id"})
 
-    records = poll_until(task, 2)
-    wait_until(lambda: len(ctx.dead_letters) == 7)
+    records, dead_letters = split_polled(poll_until(task, 9))
 
     assert [(r.key, r.topic) for r in records] == [("a", "ws.x"), ("d", "ws.y")]
     assert [r.source_offset["seq"] for r in records] == [1, 9]
-    reasons = [letter["reason"] for letter in ctx.dead_letters]
+    reasons = [letter.reason for letter in dead_letters]
     assert reasons[0].startswith("frame is not valid JSON")
     assert reasons[1].startswith("frame is not valid UTF-8")
     assert reasons[2] == "expected a JSON object, got list"
@@ -157,11 +156,10 @@ def test_malformed_frames_go_to_the_dead_letter_queue_with_reasons(
     assert reasons[4] == "key field 'id' is missing or null"
     assert reasons[5] == "topic field 'type' is missing or null"
     assert "bad topic!" in reasons[6] and "[A-Za-z0-9._-]" in reasons[6]
-    first = ctx.dead_letters[0]
-    assert first["payload"] == b"{not json"
-    assert first["stage"] == "POLL"
-    assert first["source_partition"] == {"url": server.url}
-    assert [letter["source_offset"]["seq"] for letter in ctx.dead_letters] == list(range(2, 9))
+    first = dead_letters[0]
+    assert first.payload == b"{not json"
+    assert first.source_partition == {"url": server.url}
+    assert [letter.source_offset["seq"] for letter in dead_letters] == list(range(2, 9))
     assert ctx.counters[("messages_dead_lettered", ())] == 7
 
 
@@ -180,11 +178,11 @@ def test_filter_drops_control_messages_and_counts_them(
         }
     )
 
-    records = poll_until(task, 2)
+    records, dead_letters = split_polled(poll_until(task, 2))
     wait_until(lambda: ctx.counters.get(("messages_filtered", ())) == 2)
 
     assert [orjson.loads(r.value["payload"]) for r in records] == [{"op": "data", "v": 1}, {"v": 2}]
-    assert ctx.dead_letters == []
+    assert dead_letters == []
 
 
 def test_filter_keep_mode_keeps_only_selected_messages(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from connector.runtime.offset_store import ensure_topic
+from connector.runtime.topics import ensure_topic
 
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 """Bench topics are stamped by the broker at append: the latency end point."""

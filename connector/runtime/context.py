@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from connector.api import OffsetReader
-from connector.runtime.metrics import plugin_counter
+from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.status import TaskStatus
 
 
@@ -26,9 +26,11 @@ class RuntimeTaskContext:
         task_config: Mapping[str, Any],
         offset_reader: OffsetReader,
         status: TaskStatus,
+        metrics: WorkerMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connector_name = connector_name
+        self.metrics = metrics
         self.task_id = task_id
         self.config = config
         self.task_config = task_config
@@ -44,7 +46,7 @@ class RuntimeTaskContext:
         self._status.detail(name, value)
 
     def count(self, metric: str, amount: float = 1.0, **labels: str) -> None:
-        plugin_counter(metric, tuple(sorted(labels))).labels(
+        self.metrics.plugin_counter(metric, tuple(sorted(labels))).labels(
             connector=self.connector_name, task=str(self.task_id), **labels
         ).inc(amount)
 

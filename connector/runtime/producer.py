@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
@@ -28,7 +28,44 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 32_768,
     "compression.type": "lz4",
+    # Java's default partitioner for keyed records (murmur2 of the key), so that a key lands on
+    # the partition a Kafka Connect worker or any Java producer would choose.
+    "partitioner": "murmur2_random",
 }
+# librdkafka's own default: records larger than this are refused by produce() itself.
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+
+DeliveryCallback = Callable[[Any, Any], None]
+
+
+class RecordProducer(Protocol):
+    """What the task loop needs of a producer: the plain shared one today, a transactional one
+    per task later."""
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest record (key, value and headers) the producer accepts."""
+        ...
+
+    @property
+    def fatal_error(self) -> KafkaError | None:
+        """The producer's fatal error, once it has one: nothing more can be sent."""
+        ...
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Sequence[tuple[str, Any]] | None,
+        timestamp_ms: int,
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        """Queue one record; ``on_delivery(err, msg)`` runs on the poller thread. Raises
+        ``BufferError`` while the queue is full (the caller keeps the record and retries)."""
+        ...
+
+
 # Never overridable: the delivery guarantee rests on these.
 REQUIRED_PRODUCER_CONFIG: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
 
@@ -46,6 +83,7 @@ class DataProducer:
             "error_cb": self._on_error,
         }
         self.producer = Producer(conf)
+        self.max_message_bytes = int(conf.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="producer-poller", daemon=True)
         self._thread.start()
@@ -60,6 +98,19 @@ class DataProducer:
     @property
     def fatal_error(self) -> KafkaError | None:
         return self._fatal
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Sequence[tuple[str, Any]] | None,
+        timestamp_ms: int,
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        self.producer.produce(
+            topic, value, key, headers=headers, timestamp=timestamp_ms, on_delivery=on_delivery
+        )
 
     def _poll_loop(self) -> None:
         poll = self.producer.poll

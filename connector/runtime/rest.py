@@ -13,7 +13,6 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import connector
-import connector.runtime.metrics  # registers the runtime metrics served at /metrics
 from connector.runtime.plugins import discover
 
 
@@ -48,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         statuses = {s["name"]: s for s in self.worker.status()}
         deployments = {c.name: c for c in self.worker.deployment.connectors}
         if parts == ["metrics"]:
-            body = generate_latest()
+            body = generate_latest(self.worker.metrics.registry)
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE_LATEST)
             self.send_header("Content-Length", str(len(body)))

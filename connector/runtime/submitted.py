@@ -1,13 +1,20 @@
 """Which source offsets are committable: Kafka Connect's ``SubmittedRecords``.
 
-Every record is *submitted* (in poll order, per source partition) before it is produced; the
-delivery callback *acks* it from whichever thread runs ``producer.poll()``. The committable
-offset of a partition is that of the last record of its acked prefix, so an offset is never
-committed ahead of an earlier record that Kafka has not confirmed.
+Everything that leaves ``poll()`` with a source offset is *submitted* here in poll order, per
+source partition, before it is produced: records, dead letters, and records that will never be
+produced (filtered, or skipped under ``errors.tolerance=all``), which are submitted already
+acked. The delivery callback *acks* a record from whichever thread runs ``producer.poll()``.
+The committable offset of a partition is that of the last record of its acked prefix, so an
+offset is never committed ahead of an earlier record that Kafka has not confirmed.
 
-Threads: ``submit`` and ``committable`` run on the task thread; ``Submitted.ack``/``fail`` run
-on the producer's polling thread. An ack only flips a flag (atomic under the GIL) and bumps a
-counter under the lock; the deques are only touched on the task thread.
+A record Kafka *refuses* is not acked: the callback queues it as a :class:`Refusal`, and the
+task thread decides (``errors.tolerance``) whether to dead-letter it, whose ack then acks the
+refused record in its place, to skip it, or to fail. Callbacks never produce or log.
+
+Threads: ``submit``, ``retract``, ``take_refusals`` and ``committable`` run on the task thread;
+``Submitted.on_delivery`` and ``on_dead_letter_delivery`` on the producer's polling thread. An
+ack only flips a flag (atomic under the GIL) and bumps a counter under the lock; the deques are
+only touched on the task thread.
 """
 
 from __future__ import annotations
@@ -15,30 +22,59 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from connector.api import DeliveryError, SourceOffset, SourcePartition
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A record Kafka did not accept, as the delivery callback saw it."""
+
+    handle: Submitted
+    error: Any
+    topic: str | None
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
 class Submitted:
-    """The handle of one produced record; its ``on_delivery`` is the producer callback."""
+    """The handle of one submitted record; its ``on_delivery`` is the producer callback."""
 
-    __slots__ = ("acked", "offset", "tracker")
+    __slots__ = ("acked", "offset", "partition", "tracker")
 
-    def __init__(self, tracker: SubmittedRecords, offset: SourceOffset | None) -> None:
+    def __init__(
+        self,
+        tracker: SubmittedRecords,
+        partition: SourcePartition | None,
+        offset: SourceOffset | None,
+    ) -> None:
         self.tracker = tracker
+        self.partition = partition
         self.offset = offset
         self.acked = False
 
     def ack(self) -> None:
-        self.acked = True
-        self.tracker._on_ack()
+        if not self.acked:
+            self.acked = True
+            self.tracker._on_ack()
 
     def on_delivery(self, err: Any, msg: Any) -> None:
+        """Producer callback of the record itself."""
         if err is None:
             self.ack()
         else:
-            self.tracker._on_failure(self, err, msg)
+            self.tracker._refused(self, err, msg)
+
+    def on_dead_letter_delivery(self, err: Any, msg: Any) -> None:
+        """Producer callback of the dead letter written in this record's place: its ack acks
+        the record; its refusal fails the task (a dead letter is never dead-lettered again)."""
+        if err is None:
+            self.ack()
+        else:
+            self.tracker.fail(err)
 
 
 class _Partition:
@@ -58,21 +94,15 @@ class SubmittedRecords:
         self._in_flight = 0
         self._acked_total = 0
         self._failure: DeliveryError | None = None
-        self._failure_handler: Any = None
+        self._refusals: deque[Refusal] = deque()  # appended by callbacks, popped by the task
         self._all_acked = threading.Condition(self._lock)
-
-    def set_failure_handler(self, handler: Any) -> None:
-        """``handler(submitted, err, msg) -> bool``: True when the handler took the failed
-        record over (for example re-produced it to the dead-letter topic) and will ack or fail
-        ``submitted`` itself; False latches the failure."""
-        self._failure_handler = handler
 
     def submit(
         self, partition_key: Any, partition: SourcePartition | None, offset: SourceOffset | None
     ) -> Submitted:
         """Register a record before it is produced. ``partition_key`` is a hashable form of
         ``partition`` (records without a partition are tracked but never committed)."""
-        handle = Submitted(self, offset if partition is not None else None)
+        handle = Submitted(self, partition, offset if partition is not None else None)
         state = self._partitions.get(partition_key)
         if state is None:
             state = self._partitions[partition_key] = _Partition(partition or {})
@@ -84,9 +114,21 @@ class SubmittedRecords:
     def submit_acked(
         self, partition_key: Any, partition: SourcePartition | None, offset: SourceOffset | None
     ) -> None:
-        """A record that will not be produced (filtered, dead-lettered) still moves its
-        partition's offset forward once everything before it is acked."""
+        """A record that will not be produced (filtered, skipped) still moves its partition's
+        offset forward once everything before it is acked."""
         self.submit(partition_key, partition, offset).ack()
+
+    def retract(self, partition_key: Any, handle: Submitted) -> None:
+        """Undo the latest :meth:`submit` of ``partition_key``: the producer did not take the
+        record (its queue was full) and it will be submitted again, in the same place."""
+        pending = self._partitions[partition_key].pending
+        if not pending or pending[-1] is not handle or handle.acked:
+            raise RuntimeError("only the latest unacked submission of a partition can be retracted")
+        pending.pop()
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._all_acked.notify_all()
 
     def _on_ack(self) -> None:
         with self._lock:
@@ -95,11 +137,21 @@ class SubmittedRecords:
             if self._in_flight == 0:
                 self._all_acked.notify_all()
 
-    def _on_failure(self, handle: Submitted, err: Any, msg: Any = None) -> None:
-        handler = self._failure_handler
-        if handler is not None and handler(handle, err, msg):
+    def _refused(self, handle: Submitted, err: Any, msg: Any) -> None:
+        if msg is None:
+            self.fail(err)
             return
-        self.fail(err)
+        self._refusals.append(
+            Refusal(handle, err, msg.topic(), msg.key(), msg.value(), list(msg.headers() or []))
+        )
+
+    def take_refusals(self) -> list[Refusal]:
+        """The records Kafka refused since the last call (task thread)."""
+        refusals = self._refusals
+        taken = []
+        while refusals:
+            taken.append(refusals.popleft())
+        return taken
 
     def fail(self, err: Any) -> None:
         """Latch ``err`` as this task's delivery failure (the first one wins)."""

@@ -20,15 +20,17 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from connector.api import SourceConnector, TaskFailedError
+from connector.backoff import ExponentialBackoff
 from connector.config.validate import ConnectorDeployment, Deployment
 from connector.runtime.context import RuntimeConnectorContext, RuntimeTaskContext
-from connector.runtime.offset_store import KafkaOffsetStore, StoreOffsetReader, ensure_topic
+from connector.runtime.metrics import WorkerMetrics
+from connector.runtime.offset_store import KafkaOffsetStore, StoreOffsetReader
 from connector.runtime.producer import DataProducer
 from connector.runtime.status import State, TaskStatus
 from connector.runtime.task_runner import SourceTaskRunner
+from connector.runtime.topics import ensure_topic
 from connector.serde.factory import make_converter
 from connector.transforms.chain import build_chain
-from connector.ws.backoff import ExponentialBackoff
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class Worker:
         self._topics_lock = threading.Lock()
         self._registry_clients: dict[str, Any] = {}
         self._stopping = threading.Event()
+        self.metrics = WorkerMetrics()
 
     # -- start -----------------------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class Worker:
             task_config=slot.task_config,
             offset_reader=StoreOffsetReader(self._offset_store, envelope.name),
             status=slot.status,
+            metrics=self.metrics,
             clock=self._clock,
         )
         converters = [
@@ -184,6 +188,7 @@ class Worker:
             ),
             ensure_topic=lambda topic: self._ensure_topic(topic, envelope),
             value_schemas=slot.connector.value_schemas,
+            metrics=self.metrics,
             clock=self._clock,
         )
         slot.runner.start()
@@ -251,8 +256,11 @@ class Worker:
         ]
         for runner in runners:
             runner.request_stop()
-        grace = self.config.task_shutdown_graceful_timeout_ms / 1000.0
-        deadline = time.monotonic() + grace + 5.0
+        # a runner bounds its own stop by offset.flush.timeout.ms; wait a little longer
+        grace = max(
+            self.config.task_shutdown_graceful_timeout_ms, self.config.offset_flush_timeout_ms
+        )
+        deadline = time.monotonic() + grace / 1000.0 + 5.0
         for runner in runners:
             if not runner.join(max(0.0, deadline - time.monotonic())):
                 logger.error("task %s did not stop in time", runner.thread.name)

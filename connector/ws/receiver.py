@@ -8,7 +8,7 @@ decides what to do with it (usually the dead-letter topic).
 
 Around that hot loop the thread:
 
-* reconnects after any error or close, waiting :class:`~connector.ws.backoff.ExponentialBackoff`
+* reconnects after any error or close, waiting :class:`~connector.backoff.ExponentialBackoff`
   delays with jitter; the URL and headers may be callables, evaluated on every attempt, so a
   caller can hand out fresh tokens (a callable that raises means "not now": logged, backed off);
 * calls ``on_open`` on *every* (re)connect, e.g. to send subscribe messages;
@@ -54,8 +54,8 @@ from websocket import (
     WebSocketTimeoutException,
 )
 
+from connector.backoff import ExponentialBackoff
 from connector.buffer import EventBuffer, Frame
-from connector.ws.backoff import ExponentialBackoff
 from connector.ws.urls import redact_url
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ from kafka_helpers import (
     wait_until,
     write_deployment,
 )
-from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -170,14 +169,14 @@ def test_a_registry_outage_is_retried_and_loses_nothing(
             )
         ],
     )
-    caplog.set_level(logging.WARNING, logger="connector.runtime.task_runner")
+    caplog.set_level(logging.WARNING, logger="connector.runtime")
     forwarders: list[TcpForwarder] = []
     try:
         with running_worker(load(path)) as worker:
             wait_until(
                 lambda: "schema registry unreachable" in caplog.text, 20, "a retry warning", 0.05
             )
-            polled = REGISTRY.get_sample_value(
+            polled = worker.metrics.registry.get_sample_value(
                 "connector_source_record_poll_total", {"connector": connector, "task": "0"}
             )
             assert polled is not None and polled > 0  # the source was read meanwhile

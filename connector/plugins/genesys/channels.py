@@ -37,13 +37,13 @@ from typing import Any
 import requests
 
 from connector.api import ConnectorError, RetriableError
+from connector.backoff import ExponentialBackoff
 from connector.plugins.genesys.auth import (
     AuthError,
     TokenProvider,
     TokenUnavailableError,
     parse_retry_after,
 )
-from connector.ws.backoff import ExponentialBackoff
 
 logger = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from connector.backoff import ExponentialBackoff
 from connector.buffer import EventBuffer, Frame
 from connector.plugins.genesys.auth import AuthError, TokenProvider
 from connector.plugins.genesys.channels import (
@@ -49,7 +50,6 @@ from connector.plugins.genesys.channels import (
 )
 from connector.plugins.genesys.events import PING_FRAME
 from connector.plugins.genesys.plan import ChannelPlan
-from connector.ws.backoff import ExponentialBackoff
 from connector.ws.receiver import ReceiverEvent, ReceiverEventKind, WebSocketReceiver
 
 logger = logging.getLogger(__name__)

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from connector.api import AvroSchema, MalformedInput, Polled, SourceRecord, SourceTask, TaskContext
+from connector.backoff import ExponentialBackoff
 from connector.buffer import EventBuffer, Frame
 from connector.plugins.websocket.messages import (
     MISSING,
@@ -48,7 +49,6 @@ from connector.plugins.websocket.messages import (
 )
 from connector.plugins.websocket.spec import WebSocketSourceConfig
 from connector.ws import (
-    ExponentialBackoff,
     ReceiverEvent,
     ReceiverEventKind,
     Sender,

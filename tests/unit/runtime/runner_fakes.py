@@ -9,12 +9,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from connector.api import SourceRecord, SourceTask, TaskContext
 from connector.config.models import ConnectorEnvelope, WorkerConfig
 from connector.plugins.datagen.connector import DatagenConfig
 from connector.runtime.context import RuntimeTaskContext
+from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.status import TaskStatus
 from connector.runtime.task_runner import SourceTaskRunner
 from connector.serde.converter import Converter, JsonConverter, StringConverter
@@ -108,10 +109,32 @@ class FakeKafkaProducer:
 
 
 class FakeDataProducer:
+    """A :class:`~connector.runtime.producer.RecordProducer` over :class:`FakeKafkaProducer`.
+    ``full`` makes ``produce`` raise ``BufferError`` as librdkafka does when its queue is full."""
+
     fatal_error = None
+    max_message_bytes = 1_000_000
 
     def __init__(self) -> None:
         self.producer = FakeKafkaProducer()
+        self.full = False
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Any,
+        timestamp_ms: int,
+        on_delivery: Callable[[Any, Any], None],
+    ) -> None:
+        if self.full:
+            raise BufferError("Local: Queue full")
+        if len(value or b"") + len(key or b"") > self.max_message_bytes:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        self.producer.produce(
+            topic, value, key, headers=headers, timestamp=timestamp_ms, on_delivery=on_delivery
+        )
 
 
 class _DoneWrite:
@@ -205,6 +228,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.status = TaskStatus(CONNECTOR, 0)
+        self.metrics = WorkerMetrics()
         envelope = ConnectorEnvelope.model_validate(
             {"name": CONNECTOR, "plugin": "datagen", **self.envelope}
         )
@@ -219,6 +243,7 @@ class Harness:
             task_config=self.task_config,
             offset_reader=self.offset_reader,
             status=self.status,
+            metrics=self.metrics,
             clock=self.clock,
         )
         self.runner = SourceTaskRunner(
@@ -233,6 +258,7 @@ class Harness:
             value_converter=self.value_converter,
             transform=self.transform,
             ensure_topic=self.ensured.append,
+            metrics=self.metrics,
             clock=self.clock,
         )
 

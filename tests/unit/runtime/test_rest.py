@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.rest import RestServer
 
 
@@ -46,6 +47,8 @@ class _FakeWorker:
             {"genesys.client.id": "client-1", "genesys.client.secret": "s3cr3t-value"}
         )
         self.deployment = _Deployment([_Deployed("prod", config)])
+        self.metrics = WorkerMetrics()
+        self.metrics.records_polled.labels(connector="prod", task="0").inc(3)
 
     def status(self) -> list[dict[str, Any]]:
         return [
@@ -115,3 +118,4 @@ def test_metrics_are_in_prometheus_text_format(base_url: str) -> None:
     status, body = _get(f"{base_url}/metrics")
     assert status == 200
     assert b"# TYPE connector_source_record_poll_total counter" in body
+    assert b'connector_source_record_poll_total{connector="prod",task="0"} 3.0' in body

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from connector.backoff import ExponentialBackoff
 from connector.buffer import EventBuffer, Frame
-from connector.ws.backoff import ExponentialBackoff
 from connector.ws.receiver import ReceiverEvent, ReceiverEventKind, Sender, WebSocketReceiver
 from connector.ws.testing import LocalWebSocketServer, ServerConnection
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from connector.ws.backoff import FULL_JITTER, ExponentialBackoff
+from connector.backoff import FULL_JITTER, ExponentialBackoff
 
 
 def test_without_jitter_delays_double_up_to_the_cap() -> None:

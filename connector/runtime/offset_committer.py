@@ -142,7 +142,9 @@ class OffsetCommitter:
             return
         self._committing = {}
         self._retry.reset()
-        self._next_write = now + self._interval_s
+        self._next_write = (
+            self._write_started + self._interval_s
+        )  # the interval runs from the start
         self._succeeded.inc()
         self._on_committed()
 

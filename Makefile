@@ -4,7 +4,7 @@
 
 PYTHON ?= python3
 
-.PHONY: install demo test devstack-fetch devstack-up devstack-down devstack-status bench
+.PHONY: install demo test wheel-smoke devstack-fetch devstack-up devstack-down devstack-status bench
 
 install:
 	$(PYTHON) -m pip install -e ".[test]"
@@ -14,6 +14,10 @@ demo: install
 
 test: install devstack-fetch
 	$(PYTHON) -m pytest -q
+
+# The built wheel in a fresh venv runs the demo deployment (what .ci/run checks last).
+wheel-smoke:
+	PYTHON=$(PYTHON) bash .ci/wheel_smoke.sh
 
 devstack-fetch:
 	$(PYTHON) -m connector devstack fetch

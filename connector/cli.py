@@ -1,4 +1,5 @@
-"""The `connector` command line: run | validate | plugins | offsets | tail | simulate | devstack.
+"""The `connector` command line: run | validate | plugins | offsets | tail | simulate | devstack |
+demo | examples.
 
 Each area owns its sub-command in its own module (``register(subparsers)``); this module only
 assembles them, so a slow import (the simulator, the registry client) is paid only when used.
@@ -18,6 +19,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "connector.simulator.cli",
     "connector.devstack.cli",
     "connector.demo",
+    "connector.examples",
 )
 
 

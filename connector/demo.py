@@ -1,10 +1,10 @@
 """``connector demo``: the whole pipeline on one machine, with live decoded records.
 
-Starts (or reuses) the devstack, runs the Genesys simulator in-process, runs
-``config/genesys-demo.yaml`` in a worker, and prints every record that lands in Kafka, Avro
-decoded through the registry, until Ctrl-C. Nothing here is demo-only code: it wires the same
-pieces ``connector devstack up``, ``connector simulate genesys``, ``connector run`` and
-``connector tail`` use.
+Starts (or reuses) the devstack, runs the Genesys simulator in-process, runs the shipped example
+deployment ``genesys-demo`` (:mod:`connector.examples`) in a worker, and prints every record that
+lands in Kafka, Avro decoded through the registry, until Ctrl-C. Nothing here is demo-only code:
+it wires the same pieces ``connector devstack up``, ``connector simulate genesys``, ``connector
+run`` and ``connector tail`` use.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "genesys-demo.yaml"
+from connector import examples
+
+DEMO_CONFIG = examples.path("genesys-demo")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

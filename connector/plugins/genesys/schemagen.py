@@ -1,4 +1,4 @@
-"""Derive the typed Avro schemas in ``schemas/`` from the Genesys SDK models (a developer tool).
+"""Derive the typed Avro schemas in ``avro/`` from the Genesys SDK models (a developer tool).
 
 Run ``python -m connector.plugins.genesys.schemagen [--check]`` with the ``test`` extra installed
 (it needs ``PureCloudPlatformClientV2``, the official SDK; NOTIFICATIONS_API.md §5.3 lists the
@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 NAMESPACE = "com.genesys.notifications"
-SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parent / "avro"
+"""The package data folder in the source tree this runs from (it writes there; the runtime
+reads the same files through :mod:`importlib.resources`)."""
 UNKNOWN_FIELDS = "unknown_fields"
 
 _DETAIL_MODELS: dict[str, str] = {
@@ -277,7 +279,7 @@ def build_all() -> dict[str, dict[str, Any]]:
 
 
 def path_for(name: str) -> Path:
-    """``schemas/<namespace>.<Name>.avsc``."""
+    """``avro/<namespace>.<Name>.avsc``."""
     return SCHEMAS_DIR / f"{NAMESPACE}.{name}.avsc"
 
 

@@ -1,7 +1,8 @@
 """Typed Avro schemas for the Genesys families, and the hot-path fit of an eventBody to them.
 
-The ``.avsc`` files live in ``schemas/`` at the repository root (``com.genesys.notifications.*``)
-and are generated from the Genesys SDK models by :mod:`connector.plugins.genesys.schemagen`.
+The ``.avsc`` files (``com.genesys.notifications.*``) ship as package data in ``avro/`` beside
+this module, read through :mod:`importlib.resources` so that an installed wheel finds them, and
+are generated from the Genesys SDK models by :mod:`connector.plugins.genesys.schemagen`.
 Design choices, each for a reason:
 
 - **Every field is nullable with default null.** Genesys omits fields freely, and a reader with
@@ -33,7 +34,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import orjson
@@ -42,8 +44,8 @@ from connector.api import AvroSchema
 
 NAMESPACE = "com.genesys.notifications"
 UNKNOWN_FIELDS = "unknown_fields"
-SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas"
-"""``schemas/`` at the repository root (the connector runs from its source tree)."""
+SCHEMAS_DIR: Traversable = files("connector.plugins.genesys") / "avro"
+"""The ``avro/`` package data folder (found in the installed package, not a source tree)."""
 
 ENVELOPE_SCHEMA = "NotificationEnvelope"
 GAP_SCHEMA = "GapRecord"
@@ -258,15 +260,15 @@ class FamilySchema:
         self.to_avro = to_avro
 
 
-def load_definition(name: str, directory: Path | None = None) -> dict[str, Any]:
-    """The parsed ``schemas/com.genesys.notifications.<name>.avsc``."""
+def load_definition(name: str, directory: Traversable | None = None) -> dict[str, Any]:
+    """The parsed ``avro/com.genesys.notifications.<name>.avsc``."""
     path = (directory or SCHEMAS_DIR) / f"{NAMESPACE}.{name}.avsc"
     return orjson.loads(path.read_bytes())  # type: ignore[no-any-return]
 
 
 @cache
 def avro_schema(name: str) -> AvroSchema:
-    """The :class:`AvroSchema` of ``schemas/com.genesys.notifications.<name>.avsc``, one
+    """The :class:`AvroSchema` of ``avro/com.genesys.notifications.<name>.avsc``, one
     instance per process (the converter caches parsed schemas by instance name)."""
     return AvroSchema(f"{NAMESPACE}.{name}", load_definition(name))
 
@@ -277,12 +279,13 @@ def family_schema(name: str) -> FamilySchema:
     return FamilySchema(name)
 
 
-def schema_names(directory: Path | None = None) -> list[str]:
-    """Every schema shipped in ``schemas/`` (by short name)."""
+def schema_names(directory: Traversable | None = None) -> list[str]:
+    """Every schema shipped in ``avro/`` (by short name)."""
     prefix = f"{NAMESPACE}."
     return sorted(
         p.name[len(prefix) : -len(".avsc")]
-        for p in (directory or SCHEMAS_DIR).glob(f"{prefix}*.avsc")
+        for p in (directory or SCHEMAS_DIR).iterdir()
+        if p.name.startswith(prefix) and p.name.endswith(".avsc")
     )
 
 

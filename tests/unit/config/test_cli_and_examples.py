@@ -1,4 +1,4 @@
-"""``connector validate`` exit codes, and the example deployments in config/ stay valid."""
+"""``connector validate`` exit codes, and the shipped example deployments stay valid."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from connector import examples
 from connector.cli import main
 from connector.config.validate import validate_paths
 
 ROOT = Path(__file__).parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "config"
-EXAMPLES = sorted((ROOT / "config").glob("*.y*ml"))
+EXAMPLES = [examples.path(name) for name in examples.names()]
 _ENV_PLACEHOLDER = re.compile(r"\$\{env:([^}:]+)\}")
 
 
@@ -33,7 +34,7 @@ def placeholder_environ(path: Path) -> dict[str, str]:
 
 
 def test_there_are_examples_to_check() -> None:
-    assert EXAMPLES, "config/ holds no example deployments"
+    assert EXAMPLES, "connector.examples ships no example deployments"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

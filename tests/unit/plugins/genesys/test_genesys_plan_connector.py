@@ -144,13 +144,12 @@ def test_entry_point_names_the_connector() -> None:
 
 
 def test_config_template_validates() -> None:
-    import pathlib
-
     import yaml
 
+    from connector import examples
     from connector.api import PluginSpec
 
-    path = pathlib.Path(__file__).resolve().parents[4] / "config" / "genesys.yaml"
+    path = examples.path("genesys")
     document = yaml.safe_load(path.read_text())
     (block,) = [c for c in document["connectors"] if c["plugin"] == "genesys_notifications"]
     envelope = ("name", "plugin", "tasks.max", "key.converter", "value.converter")

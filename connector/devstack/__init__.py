@@ -180,7 +180,8 @@ class Devstack:
     def up(self, *, fresh: bool = False, timeout_s: float = DEFAULT_UP_TIMEOUT_S) -> UpResult:
         """Start whatever is not running and wait until both services answer.
 
-        Idempotent: a running, healthy stack is left alone. ``fresh`` stops the stack and wipes
+        Idempotent: a running, healthy stack is left alone, except that the registry's global
+        compatibility is set back to BACKWARD if it is not. ``fresh`` stops the stack and wipes
         its data first. A stack that a test session started is adopted (tests won't stop it).
 
         Raises:
@@ -245,6 +246,7 @@ class Devstack:
         with self.lock():
             current = self.status()
             if current.is_up:
+                services.ensure_compatibility(current.endpoints.schema_registry_url)
                 result = UpResult(endpoints=current.endpoints, started=())
             else:
                 result = self._up(fresh=False, timeout_s=timeout_s)
@@ -328,6 +330,8 @@ class Devstack:
         endpoints = self._endpoints(records[KAFKA], records[REGISTRY])
         try:
             self._wait_ready(records, endpoints, timeout_s=timeout_s)
+            # Also for a registry that was already running, started before the default was set.
+            services.ensure_compatibility(endpoints.schema_registry_url)
         except DevstackError:
             # Leave nothing half-started behind: a retry then starts from a clean slate.
             self.down(only=started)

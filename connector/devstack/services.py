@@ -3,7 +3,8 @@
 Both bind to loopback only. Kafka runs as a single combined broker+controller node with every
 internal topic at replication factor 1. The registry keeps its data in an H2 file database in the
 state dir (its default is in-memory), so schema ids stay valid for records already in Kafka after a
-``down``/``up``; ``up --fresh`` wipes both together.
+``down``/``up``; ``up --fresh`` wipes both together. Its global compatibility is BACKWARD,
+Confluent's default (Apicurio's is none), so a schema change is refused locally as in production.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SERVICES: tuple[str, ...] = (KAFKA, REGISTRY)
 KAFKA_HEAP = "-Xmx768m"
 REGISTRY_HEAP = "-Xmx512m"
 CCOMPAT_PATH = "/apis/ccompat/v7"
+COMPATIBILITY = "BACKWARD"
+"""The registry's global compatibility level: Confluent Schema Registry's default."""
 
 _LOG4J2_YAML = """\
 # Written by connector.devstack: warnings only, plus the line that says the broker is up.
@@ -153,6 +156,9 @@ def registry_spec(layout: StateLayout, registry_home: Path, java: Path, port: in
         f"-Dapicurio.datasource.url=jdbc:h2:file:{data_dir / 'registry'}",
         f"-Dapicurio.storage.snapshot.location={tmp_dir}",
         f"-Dapicurio.import.work-dir={tmp_dir}",
+        # The default global rule, in force from the first request; ensure_compatibility() also
+        # sets it through the API for a registry started without this property.
+        f"-Dapicurio.rules.global.compatibility={COMPATIBILITY}",
         "-Dquarkus.log.console.format=%d{yyyy-MM-dd HH:mm:ss,SSS} %p [%c{3.}] (%t) %m%n",
         marker,
         "-jar",
@@ -199,6 +205,37 @@ def registry_is_ready(url: str, timeout_s: float = 2.0) -> bool:
     except (OSError, ValueError) as exc:  # URLError is an OSError
         LOG.debug("registry at %s not ready yet: %s", url, exc)
         return False
+
+
+def ensure_compatibility(url: str, level: str = COMPATIBILITY, timeout_s: float = 10.0) -> bool:
+    """Set the registry's global compatibility to ``level`` unless it already is (Confluent's
+    ``GET``/``PUT <url>/config``); True if it had to be changed.
+
+    Raises:
+        DevstackError: the registry did not answer or refused the change.
+    """
+    config_url = f"{url}/config"
+    try:
+        with urllib.request.urlopen(config_url, timeout=timeout_s) as response:
+            current = json.loads(response.read()).get("compatibilityLevel")
+        if current == level:
+            return False
+        request = urllib.request.Request(
+            config_url,
+            data=json.dumps({"compatibility": level}).encode(),
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+            method="PUT",
+        )
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            applied = json.loads(response.read()).get("compatibility")
+    except (OSError, ValueError, AttributeError) as exc:  # URLError and HTTPError are OSErrors
+        raise DevstackError(
+            f"could not set the registry's global compatibility to {level} at {config_url}: {exc}"
+        ) from exc
+    if applied != level:
+        raise DevstackError(f"the registry at {config_url} answered {applied!r}, not {level}")
+    LOG.info("registry global compatibility set to %s (was %s)", level, current)
+    return True
 
 
 def new_cluster_id() -> str:

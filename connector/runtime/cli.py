@@ -7,9 +7,14 @@ import json
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.api import ConfigError
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from connector.api import AvroSchema
 
 EXIT_INVALID = 2
 
@@ -138,14 +143,16 @@ def _connection_checks(deployment: Any) -> list[str]:
 
 
 def _compatibility_problems(connector: Any, instance: Any, worker: Any) -> list[str]:
-    """Each known value schema must be compatible with what its subject already holds."""
+    """Each known value schema must be usable the way the converter will use it: registered
+    (``auto.register.schemas=false``) or with a latest version (``use.latest.version``), and
+    compatible with what its subject already holds."""
     import json as jsonlib
 
     from confluent_kafka.schema_registry import Schema
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
     from connector.serde.avro import record_full_name
-    from connector.serde.factory import registry_client
+    from connector.serde.factory import converter_flag, registry_client
     from connector.serde.registry import strategy_named
 
     envelope = connector.envelope
@@ -155,9 +162,18 @@ def _compatibility_problems(connector: Any, instance: Any, worker: Any) -> list[
     url = config.get("schema.registry.url") or worker.schema_registry_url
     client = registry_client(url, worker.schema_registry)
     strategy = strategy_named(str(config.get("value.subject.name.strategy", "TopicNameStrategy")))
+    auto_register = converter_flag(config, "auto.register.schemas")
+    use_latest = converter_flag(config, "use.latest.version")
     problems = []
     for topic, schema in instance.value_schemas(connector.plugin_config, connector.name).items():
         subject = strategy(topic, record_full_name(schema.definition), False)
+        if use_latest or not auto_register:
+            missing = _registration_problem(
+                client, subject, schema, use_latest, converter_flag(config, "normalize.schemas")
+            )
+            if missing is not None:
+                problems.append(f"connectors[{connector.name}]: {missing}")
+                continue
         try:
             compatible = client.test_compatibility(
                 subject, Schema(jsonlib.dumps(schema.definition), "AVRO")
@@ -173,6 +189,38 @@ def _compatibility_problems(connector: Any, instance: Any, worker: Any) -> list[
                 f"latest version of subject {subject} in the registry"
             )
     return problems
+
+
+def _registration_problem(
+    client: SchemaRegistryClient,
+    subject: str,
+    schema: AvroSchema,
+    use_latest: bool,
+    normalize: bool,
+) -> str | None:
+    """What the converter will not find at run time: with ``use.latest.version`` a latest
+    version of ``subject``, otherwise (``auto.register.schemas=false``) ``schema`` itself."""
+    import json as jsonlib
+
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    try:
+        if use_latest:
+            client.get_latest_version(subject)
+        else:
+            registered = Schema(jsonlib.dumps(schema.definition), "AVRO")
+            client.lookup_schema(subject, registered, normalize_schemas=normalize)
+    except SchemaRegistryError as exc:
+        if exc.http_status_code != 404:
+            return f"subject {subject}: {exc}"
+        if use_latest:
+            return f"subject {subject} has no registered version (use.latest.version=true)"
+        return (
+            f"schema {schema.name} is not registered under subject {subject} "
+            "(auto.register.schemas=false)"
+        )
+    return None
 
 
 def _plugins(args: argparse.Namespace) -> int:

@@ -1,11 +1,10 @@
 """Read a topic and render each record as one JSON line, decoding Confluent-framed Avro
-through the registry (schemas fetched by id once and cached)."""
+through the registry with confluent-kafka's ``AvroDeserializer`` (schemas fetched by id once and
+cached by its client)."""
 
 from __future__ import annotations
 
-import io
 import json
-import struct
 import threading
 import time
 import uuid
@@ -14,26 +13,22 @@ from typing import Any
 
 from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from fastavro import parse_schema, schemaless_reader
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 
 
 class AvroDecoder:
-    """Decodes Confluent wire-format Avro; non-Avro bytes are returned as text."""
+    """Decodes Confluent wire-format Avro; non-Avro bytes are returned as JSON or text."""
 
     def __init__(self, registry_url: str) -> None:
-        self._client = SchemaRegistryClient({"url": registry_url})
-        self._schemas: dict[int, Any] = {}
+        self._deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
 
     def decode(self, data: bytes | None) -> Any:
         if data is None:
             return None
         if len(data) > 5 and data[0] == 0:
-            schema_id = struct.unpack(">I", data[1:5])[0]
-            parsed = self._schemas.get(schema_id)
-            if parsed is None:
-                schema = self._client.get_schema(schema_id)
-                parsed = self._schemas[schema_id] = parse_schema(json.loads(schema.schema_str))
-            return schemaless_reader(io.BytesIO(data[5:]), parsed)
+            # No serialization context: the writer schema is found by the id in the frame
+            # alone, whatever subject name strategy the producer used.
+            return self._deserialize(data, None)
         try:
             return json.loads(data)
         except ValueError:

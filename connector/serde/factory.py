@@ -31,6 +31,19 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+_FLAG_DEFAULTS = {
+    "auto.register.schemas": True,
+    "use.latest.version": False,
+    "normalize.schemas": False,
+}
+
+
+def converter_flag(config: Mapping[str, Any], key: str) -> bool:
+    """A boolean Avro converter setting with Confluent's default, read the same way by the
+    converter and by ``connector validate --connect``."""
+    return _bool(config.get(key, _FLAG_DEFAULTS[key]))
+
+
 def check_converter_config(kind: str, config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems as (key, message): unknown keys and bad values, Confluent's
     "Unrecognized properties" lesson."""
@@ -46,7 +59,7 @@ def check_converter_config(kind: str, config: Mapping[str, Any]) -> list[tuple[s
                 strategy_named(str(value))
             except ValueError as exc:
                 problems.append((key, str(exc)))
-        elif key in ("auto.register.schemas", "use.latest.version", "normalize.schemas"):
+        elif key in _FLAG_DEFAULTS:
             try:
                 _bool(value)
             except ValueError as exc:
@@ -94,7 +107,7 @@ def make_converter(
         client,
         is_key=is_key,
         subject_name_strategy=strategy_named(str(config.get(strategy_key, "TopicNameStrategy"))),
-        auto_register_schemas=_bool(config.get("auto.register.schemas", True)),
-        use_latest_version=_bool(config.get("use.latest.version", False)),
-        normalize_schemas=_bool(config.get("normalize.schemas", False)),
+        auto_register_schemas=converter_flag(config, "auto.register.schemas"),
+        use_latest_version=converter_flag(config, "use.latest.version"),
+        normalize_schemas=converter_flag(config, "normalize.schemas"),
     )

@@ -12,6 +12,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from connector import devstack
 
@@ -76,6 +77,44 @@ def test_avro_schema_registers_and_fetches_back_by_id(schema_registry_url: str) 
     assert fetched.schema_str is not None
     assert json.loads(fetched.schema_str) == record
     assert client.get_latest_version(subject).schema_id == schema_id
+
+
+def test_registry_global_compatibility_is_backward(schema_registry_url: str) -> None:
+    """Confluent's default, so a schema change is judged locally as in production."""
+    if os.environ.get("SCHEMA_REGISTRY_URL"):
+        pytest.skip("the registry comes from the environment, not from the devstack")
+    client = SchemaRegistryClient({"url": schema_registry_url})
+    assert client.get_compatibility() == "BACKWARD"
+
+
+def test_registry_refuses_a_backward_incompatible_version(schema_registry_url: str) -> None:
+    """A new required field (no default) cannot read the old records: 409. Adding it with a
+    default can, and is accepted as version 2."""
+    if os.environ.get("SCHEMA_REGISTRY_URL"):
+        pytest.skip("the registry comes from the environment, not from the devstack")
+    client = SchemaRegistryClient({"url": schema_registry_url})
+    suffix = uuid.uuid4().hex[:8]
+    subject = f"devstack-compat-{suffix}-value"
+    fields: list[dict[str, object]] = [{"name": "id", "type": "string"}]
+
+    def schema(*extra: dict[str, object]) -> Schema:
+        record = {"type": "record", "name": "Compat", "namespace": "connector.test"}
+        return Schema(json.dumps({**record, "fields": [*fields, *extra]}), "AVRO")
+
+    first = client.register_schema(subject, schema())
+    try:
+        with pytest.raises(SchemaRegistryError) as refused:
+            client.register_schema(subject, schema({"name": "added", "type": "string"}))
+        assert refused.value.http_status_code == 409
+        assert client.get_versions(subject) == [1]
+
+        optional = {"name": "added", "type": ["null", "string"], "default": None}
+        second = client.register_schema(subject, schema(optional))
+        assert second != first
+        assert client.get_versions(subject) == [1, 2]
+    finally:
+        client.delete_subject(subject)
+        client.delete_subject(subject, permanent=True)
 
 
 def test_status_reports_running(kafka_bootstrap: str, schema_registry_url: str) -> None:

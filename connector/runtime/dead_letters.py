@@ -46,7 +46,11 @@ class DeadLetterWriter:
             headers += _truncation_headers(payload)
             payload = payload[: max(0, limit - 256)]
         self._producer.produce(
-            self.topic, payload, failure.key, headers, 0, handle.on_dead_letter_delivery
+            self.topic,
+            payload,
+            failure.key,
+            headers=headers,
+            on_delivery=handle.on_dead_letter_delivery,
         )
 
     def _error_headers(self, failure: Failure) -> list[tuple[str, bytes | None]]:

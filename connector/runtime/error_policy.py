@@ -81,6 +81,7 @@ class RetryBudget:
         self._clock = clock
         self._backoff = ExponentialBackoff(initial_s=min(_FIRST_RETRY_DELAY_S, cap_s), max_s=cap_s)
         self._first_failure: float | None = None
+        self.retrying = False  # a plain attribute: read once per record on the hot path
 
     def failed(self) -> float | None:
         """A retriable failure happened: the delay before the next try, or ``None`` when
@@ -88,6 +89,7 @@ class RetryBudget:
         now = self._clock()
         if self._first_failure is None:
             self._first_failure = now
+            self.retrying = True
         elapsed_ms = (now - self._first_failure) * 1000.0
         if self._timeout_ms >= 0 and elapsed_ms >= self._timeout_ms:
             return None
@@ -97,11 +99,8 @@ class RetryBudget:
         """The operation worked: the next failure starts a fresh budget and backoff."""
         if self._first_failure is not None:
             self._first_failure = None
+            self.retrying = False
             self._backoff.reset()
-
-    @property
-    def retrying(self) -> bool:
-        return self._first_failure is not None
 
 
 class ErrorPolicy:

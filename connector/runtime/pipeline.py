@@ -109,6 +109,7 @@ class RecordPipeline:
         key_convert = self._key_convert
         value_convert = self._value_convert
         known_topics = self._known_topics
+        convert_retries = self._convert_retries
         dumps = orjson.dumps
         written = 0
         try:
@@ -151,8 +152,8 @@ class RecordPipeline:
                     if not self._fail(failure, partition_key):
                         return SendResult(batch[index:], QUEUE_FULL_WAIT_S)
                     continue
-                if self._convert_retries.retrying:
-                    self._convert_retries.succeeded()
+                if convert_retries.retrying:
+                    convert_retries.succeeded()
                 if topic not in known_topics:
                     self.ensure_topic(topic)
                 handle = submit(partition_key, partition, record.source_offset)
@@ -161,9 +162,9 @@ class RecordPipeline:
                         topic,
                         value,
                         key,
-                        record.headers,
-                        record.timestamp_ms or 0,
-                        handle.on_delivery,
+                        headers=record.headers,
+                        timestamp=record.timestamp_ms or 0,
+                        on_delivery=handle.on_delivery,
                     )
                 except BufferError:
                     retract(partition_key, handle)

@@ -55,14 +55,17 @@ class RecordProducer(Protocol):
     def produce(
         self,
         topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Sequence[tuple[str, Any]] | None,
-        timestamp_ms: int,
-        on_delivery: DeliveryCallback,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Sequence[tuple[str, Any]] | None = None,
+        timestamp: int = 0,
+        on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        """Queue one record; ``on_delivery(err, msg)`` runs on the poller thread. Raises
-        ``BufferError`` while the queue is full (the caller keeps the record and retries)."""
+        """Queue one record (confluent-kafka's ``Producer.produce`` signature, so the plain
+        producer is called with no wrapper on the hot path); ``on_delivery(err, msg)`` runs on
+        the poller thread. Raises ``BufferError`` while the queue is full (the caller keeps
+        the record and retries) and ``KafkaException`` for a record it refuses at once."""
         ...
 
 
@@ -84,6 +87,7 @@ class DataProducer:
         }
         self.producer = Producer(conf)
         self.max_message_bytes = int(conf.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        self.produce = self.producer.produce  # the C method itself: no Python frame per record
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="producer-poller", daemon=True)
         self._thread.start()
@@ -98,19 +102,6 @@ class DataProducer:
     @property
     def fatal_error(self) -> KafkaError | None:
         return self._fatal
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Sequence[tuple[str, Any]] | None,
-        timestamp_ms: int,
-        on_delivery: DeliveryCallback,
-    ) -> None:
-        self.producer.produce(
-            topic, value, key, headers=headers, timestamp=timestamp_ms, on_delivery=on_delivery
-        )
 
     def _poll_loop(self) -> None:
         poll = self.producer.poll

@@ -122,18 +122,19 @@ class FakeDataProducer:
     def produce(
         self,
         topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Any,
-        timestamp_ms: int,
-        on_delivery: Callable[[Any, Any], None],
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Any = None,
+        timestamp: int = 0,
+        on_delivery: Callable[[Any, Any], None] | None = None,
     ) -> None:
         if self.full:
             raise BufferError("Local: Queue full")
         if len(value or b"") + len(key or b"") > self.max_message_bytes:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         self.producer.produce(
-            topic, value, key, headers=headers, timestamp=timestamp_ms, on_delivery=on_delivery
+            topic, value, key, headers=headers, timestamp=timestamp, on_delivery=on_delivery
         )
 
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from pydantic import BaseModel
 
 from connector.api import (
@@ -25,6 +24,7 @@ from connector.api import (
     SourceRecord,
     SourceTask,
 )
+from connector.runtime.offset_store import offset_key
 
 
 class ManualClock:
@@ -43,11 +43,6 @@ class ManualClock:
             self._now += seconds
 
 
-def offset_key(connector_name: str, partition: SourcePartition) -> str:
-    """The offsets-topic key text for ``partition`` (compact JSON, like Kafka Connect)."""
-    return orjson.dumps([connector_name, dict(partition)]).decode()
-
-
 class MemoryOffsetReader:
     """An in-memory :class:`~connector.api.OffsetReader` for one connector."""
 
@@ -60,10 +55,10 @@ class MemoryOffsetReader:
         self._committed: dict[str, tuple[SourcePartition, SourceOffset]] = dict(committed or {})
 
     def set(self, partition: SourcePartition, offset: SourceOffset) -> None:
-        self._committed[offset_key(self.connector_name, partition)] = (partition, offset)
+        self._committed[offset_key(self.connector_name, partition).decode()] = (partition, offset)
 
     def offset(self, partition: SourcePartition) -> SourceOffset | None:
-        found = self._committed.get(offset_key(self.connector_name, partition))
+        found = self._committed.get(offset_key(self.connector_name, partition).decode())
         return found[1] if found else None
 
     def offsets(self) -> Mapping[str, tuple[SourcePartition, SourceOffset]]:

@@ -3,8 +3,8 @@
 The connector runs on the worker's main thread. It validates the plan offline (the topics fit
 in the usable channels), checks the credentials and topic permissions online for
 ``connector validate --connect``, and splits the channels over the tasks. The channel budget of
-an OAuth client is shared by every connector of the process (``plan.REGISTRY``): it is reserved
-in :meth:`task_configs` and released in :meth:`stop`.
+an OAuth client is shared by every connector of the process (``plan.CHANNEL_BUDGET``): it is
+reserved in :meth:`task_configs` and released in :meth:`stop`.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class GenesysNotificationsSourceConnector(SourceConnector):
                 max_tasks=max_tasks,
             )
             key = (config.hosts().login, config.genesys_client_id)
-            plan.REGISTRY.reserve(
+            plan.CHANNEL_BUDGET.reserve(
                 key, self._ctx.connector_name, len(whole.channels), config.usable_channels()
             )
             self._client_key = key
@@ -152,7 +152,7 @@ class GenesysNotificationsSourceConnector(SourceConnector):
     def stop(self) -> None:
         """Release this connector's channels from the process-wide budget."""
         if self._client_key is not None and self._ctx is not None:
-            plan.REGISTRY.release(self._client_key, self._ctx.connector_name)
+            plan.CHANNEL_BUDGET.release(self._client_key, self._ctx.connector_name)
             self._client_key = None
 
     # --- schemas for the registry check -------------------------------------------------------

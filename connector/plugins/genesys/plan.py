@@ -10,7 +10,7 @@ connection first). So the planner:
 - keeps ``channels.rotation.headroom`` channels free for make-before-break rotations (a rotation
   briefly holds the old and the new channel): a plan may use ``channels.max - headroom``;
 - counts channels across **every connector of the process** with the same OAuth client
-  (:data:`REGISTRY`, keyed by login URL and client id): two connectors sharing a client must
+  (:data:`CHANNEL_BUDGET`, keyed by login URL and client id): two connectors sharing a client must
   not together exceed the budget, or their own channel creations would evict each other.
 
 The registry is per process. Several worker processes sharing one OAuth client cannot see each
@@ -90,7 +90,7 @@ ClientKey = tuple[str, str]
 """(login URL, OAuth client id)."""
 
 
-class ChannelRegistry:
+class ChannelBudget:
     """Process-wide accounting of channels per OAuth client, and the rotation slots.
 
     Thread-safe. ``reserve`` is called when a connector plans its channels, ``release`` when it
@@ -151,5 +151,5 @@ class ChannelRegistry:
             return slots
 
 
-REGISTRY = ChannelRegistry()
-"""The process-wide registry."""
+CHANNEL_BUDGET = ChannelBudget()
+"""The process-wide budget: Genesys counts channels per OAuth client, whatever the connector."""

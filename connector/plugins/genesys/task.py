@@ -231,7 +231,7 @@ class GenesysNotificationsSourceTask(SourceTask):
             client,
             tokens,
             settings,
-            rotation_slots=plan.REGISTRY.rotation_slots(
+            rotation_slots=plan.CHANNEL_BUDGET.rotation_slots(
                 client_key, config.channels_rotation_headroom
             ),
             clock=ctx.clock,

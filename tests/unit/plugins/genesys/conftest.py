@@ -15,6 +15,6 @@ def _fresh_channel_registry() -> Any:
     except ImportError:  # pragma: no cover - before plan.py exists
         yield
         return
-    plan.REGISTRY.clear()
+    plan.CHANNEL_BUDGET.clear()
     yield
-    plan.REGISTRY.clear()
+    plan.CHANNEL_BUDGET.clear()

@@ -105,7 +105,7 @@ def test_twenty_channel_budget_is_shared_by_connectors_with_the_same_client() ->
     # stopping the first connector frees its channels
     first.stop()
     second.task_configs(4)
-    assert plan.REGISTRY.reserved(("http://127.0.0.1:1", "demo-client")) == 8
+    assert plan.CHANNEL_BUDGET.reserved(("http://127.0.0.1:1", "demo-client")) == 8
 
 
 def test_gaps_topic_must_not_collide_with_a_family_topic() -> None:

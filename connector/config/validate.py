@@ -35,7 +35,7 @@ from connector.config.models import (
     is_secret_key,
 )
 from connector.config.providers import ProviderResolver
-from connector.runtime.plugins import PluginEntry, discover
+from connector.plugins.discovery import PluginEntry, discover
 from connector.serde.factory import check_converter_config
 from connector.transforms.chain import chain_issues
 

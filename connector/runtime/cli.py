@@ -176,7 +176,7 @@ def _compatibility_problems(connector: Any, instance: Any, worker: Any) -> list[
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from connector.runtime.plugins import discover
+    from connector.plugins.discovery import discover
 
     for name, entry in sorted(discover().items()):
         if entry.connector_class is None:

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import connector
 import connector.runtime.metrics  # registers the runtime metrics served at /metrics
-from connector.runtime.plugins import discover
+from connector.plugins.discovery import discover
 
 
 class RestServer:

@@ -5,7 +5,8 @@ Validation messages quote input values, plugins write their own messages, and cl
 trusting every producer of a message, whatever is shown to a user passes through one
 :class:`Redactor` that knows the deployment's secret values: the values of secret keys (by name,
 like Connect's PASSWORD type, or typed ``SecretStr`` in a plugin's model), every value that came
-from a ``${...}`` provider, and the passwords and query values of every URL in the deployment.
+from a ``${...}`` provider, and the passwords and token-like query values of every URL in the
+deployment.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def url_secrets(url: str) -> list[str]:
     """The parts of ``url`` that may be credentials: password (or a lone user name, often a
     token), token-like query values and the fragment, each as written and percent-decoded.
 
-    (:func:`redact_url` hides every query value of a URL shown whole; these are the values
+    (:func:`scrub_url` hides every query value of a URL shown whole; these are the values
     searched for elsewhere in text, so harmless ones like ``v=2`` are left out.)"""
     try:
         parts = urlsplit(url)
@@ -126,10 +127,13 @@ def _is_token_param(name: str) -> bool:
     return is_secret_key(lowered) or any(word in lowered for word in _TOKEN_PARAM_WORDS)
 
 
-def redact_url(url: str) -> str:
+def scrub_url(url: str) -> str:
     """``url`` with its password (or lone user name), query values and fragment replaced.
 
-    >>> redact_url("https://user:pw@h.example/x?access_token=abc&v=2")
+    For messages. Unlike :func:`connector.ws.urls.redact_url`, whose result names a source
+    partition and so must keep its shape, this hides a lone user name too (often a token).
+
+    >>> scrub_url("https://user:pw@h.example/x?access_token=abc&v=2")
     'https://user:***@h.example/x?access_token=***&v=***'
     """
     try:
@@ -149,13 +153,13 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
-def redact_urls(text: str) -> str:
-    """Every URL inside ``text`` passed through :func:`redact_url`."""
+def scrub_urls(text: str) -> str:
+    """Every URL inside ``text`` passed through :func:`scrub_url`."""
 
     def one(match: re.Match[str]) -> str:
         url = match.group(0)
         bare = url.rstrip(".:;!?")  # sentence punctuation after a URL is not part of it
-        return redact_url(bare) + url[len(bare) :]
+        return scrub_url(bare) + url[len(bare) :]
 
     return _URL_IN_TEXT.sub(one, text)
 
@@ -204,7 +208,7 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """``text`` with URLs redacted and every known secret replaced by ``[hidden]``."""
-        text = redact_urls(text)
+        text = scrub_urls(text)
         if self._secrets:
             if self._pattern is None:
                 ordered = sorted(self._secrets, key=len, reverse=True)  # longest first

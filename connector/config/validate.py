@@ -173,12 +173,20 @@ def validate_paths(
     issues = [replace(issue, message=redactor(issue.message)) for issue in issues]
     if issues or worker is None:
         return None, issues
-    shown = tuple(replace(w, message=redactor(w.message)) for w in warnings)
-    files_ = tuple(str(f) for f in files)
-    return Deployment(worker, tuple(connectors), files_, shown, redactor), issues
+    return (
+        Deployment(
+            worker,
+            tuple(connectors),
+            tuple(str(f) for f in files),
+            warnings=tuple(replace(w, message=redactor(w.message)) for w in warnings),
+            redactor=redactor,
+        ),
+        issues,
+    )
 
 
 def _value_at(data: Any, path: KeyPath) -> Any:
+    """The value at ``path`` in a resolved document, or None."""
     for part in path:
         try:
             data = data[part]
@@ -453,10 +461,6 @@ def format_issues(issues: Sequence[ConfigIssue]) -> str:
 def format_warning(issue: ConfigIssue) -> str:
     """``file:line: warning: path: message``, the compiler convention editors recognise."""
     where = f"{issue.file}:{issue.line}: " if issue.file and issue.line else ""
-    if issue.file and not issue.line:
-        where = f"{issue.file}: "
-    return (
-        f"{where}warning: {issue.path}: {issue.message}"
-        if issue.path
-        else (f"{where}warning: {issue.message}")
-    )
+    where = f"{issue.file}: " if issue.file and not issue.line else where
+    what = f"{issue.path}: {issue.message}" if issue.path else issue.message
+    return f"{where}warning: {what}"

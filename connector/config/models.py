@@ -164,9 +164,3 @@ ENVELOPE_KEYS: frozenset[str] = frozenset(
     for name, field in ConnectorEnvelope.model_fields.items()
     if not (field.alias or "").endswith(".*")
 ) | {"connector.class"}
-
-
-def is_secret_key(key: str) -> bool:
-    """Keys whose values are never shown (Connect's PASSWORD type, decided by name here)."""
-    lowered = key.lower()
-    return any(word in lowered for word in ("secret", "password", "token", "credential", "sasl"))

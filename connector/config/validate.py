@@ -3,7 +3,9 @@
 Order: parse YAML (keeping lines) -> resolve ``${...}`` providers -> validate the worker block ->
 for each connector split envelope keys from plugin keys -> validate the envelope -> validate the
 plugin block with the plugin's model -> the connector's own cross-field ``validate()``.
-Each problem becomes a :class:`ConfigIssue` ``file:line: path: message``; secrets never appear.
+Each problem becomes a :class:`ConfigIssue` ``file:line: path: message``; secrets never appear:
+every message passes through the deployment's :class:`~connector.config.redaction.Redactor`
+on the way out, whichever check wrote it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,10 @@ from connector.config.models import (
     WORKER_PREFIXES,
     ConnectorEnvelope,
     WorkerConfig,
-    is_secret_key,
 )
 from connector.config.providers import ProviderResolver
-from connector.runtime.plugins import PluginEntry, discover
+from connector.config.redaction import HIDDEN, Redactor, is_secret_key, secret_fields
+from connector.plugins.discovery import PluginEntry, discover
 from connector.serde.factory import check_converter_config
 from connector.transforms.chain import chain_issues
 
@@ -63,6 +65,10 @@ class Deployment:
     worker: WorkerConfig
     connectors: tuple[ConnectorDeployment, ...]
     files: tuple[str, ...]
+    warnings: tuple[ConfigIssue, ...] = ()
+    """Legal but probably unintended settings (``connector validate`` prints them, exit 0)."""
+    redactor: Redactor = field(default_factory=Redactor)
+    """Knows this deployment's secrets: pass every message shown to users through it."""
 
 
 def load_deployment(
@@ -87,8 +93,10 @@ def validate_paths(
 ) -> tuple[Deployment | None, list[ConfigIssue]]:
     files = expand_paths(paths)
     issues: list[ConfigIssue] = []
+    warnings: list[ConfigIssue] = []
     if not files:
         return None, [ConfigIssue("", "no deployment files given")]
+    redactor = Redactor()
     plugins = discover() if plugins is None else plugins
     environ = os.environ if environ is None else environ
     worker: WorkerConfig | None = None
@@ -101,7 +109,7 @@ def validate_paths(
         if document is None:
             issues.extend(load_issues)
             continue
-        report = _Reporter(document, issues)
+        report = _Reporter(document, issues, warnings, redactor)
         data = document.data
         if data is None:
             report((), "the file is empty: expected 'worker:' and/or 'connectors:'")
@@ -117,6 +125,9 @@ def validate_paths(
         resolver = ProviderResolver(path.parent, environ)
         data = resolver.resolve(data, (), report.unresolved)
         report.hidden = resolver.placeholder_paths
+        redactor.add_values(data)
+        for hidden in resolver.placeholder_paths:
+            redactor.add_values(_value_at(data, hidden), secret=True)
         for key in data:
             if key not in _TOP_LEVEL_KEYS:
                 report((key,), f"unknown key{_suggest(str(key), _TOP_LEVEL_KEYS)}")
@@ -159,17 +170,45 @@ def validate_paths(
                         "the avro converter needs a schema registry: set worker "
                         f"schema.registry.url or {role}.converter.schema.registry.url",
                     )
+    issues = [replace(issue, message=redactor(issue.message)) for issue in issues]
     if issues or worker is None:
         return None, issues
-    return Deployment(worker, tuple(connectors), tuple(str(f) for f in files)), issues
+    return (
+        Deployment(
+            worker,
+            tuple(connectors),
+            tuple(str(f) for f in files),
+            warnings=tuple(replace(w, message=redactor(w.message)) for w in warnings),
+            redactor=redactor,
+        ),
+        issues,
+    )
+
+
+def _value_at(data: Any, path: KeyPath) -> Any:
+    """The value at ``path`` in a resolved document, or None."""
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 class _Reporter:
     """Turns a key path into a located issue; remembers connector display names."""
 
-    def __init__(self, document: SourceDocument, issues: list[ConfigIssue]) -> None:
+    def __init__(
+        self,
+        document: SourceDocument,
+        issues: list[ConfigIssue],
+        warnings: list[ConfigIssue],
+        redactor: Redactor,
+    ) -> None:
         self.document = document
         self.issues = issues
+        self.warnings = warnings
+        self.redactor = redactor
         self.labels: dict[KeyPath, str] = {}
         self._unresolved: set[KeyPath] = set()
         self.hidden: set[KeyPath] = set()  # values that came from ${env:...}/${file:...}
@@ -184,14 +223,16 @@ class _Reporter:
         if path not in self._unresolved:
             self._emit(path, message)
 
+    def warn(self, path: KeyPath, message: str) -> None:
+        """A legal setting that probably does not do what was meant."""
+        self.warnings.append(self._issue(path, message))
+
     def _emit(self, path: KeyPath, message: str) -> None:
-        self.issues.append(
-            ConfigIssue(
-                self.display(path),
-                message,
-                file=self.document.file,
-                line=self.document.line_of(path),
-            )
+        self.issues.append(self._issue(path, message))
+
+    def _issue(self, path: KeyPath, message: str) -> ConfigIssue:
+        return ConfigIssue(
+            self.display(path), message, file=self.document.file, line=self.document.line_of(path)
         )
 
     def display(self, path: KeyPath) -> str:
@@ -292,6 +333,17 @@ def _validate_connector(
     except ValidationError as exc:
         ok = False
         _report_validation(exc, path, ENVELOPE_KEYS, report)
+    if (
+        envelope is not None
+        and envelope.errors_tolerance == "none"
+        and envelope.errors_deadletterqueue_topic_name
+    ):
+        tolerance = "is none" if "errors.tolerance" in block else "defaults to none"
+        report.warn(
+            (*path, "errors.deadletterqueue.topic.name"),
+            f"errors.tolerance {tolerance}, so the dead-letter topic is never used: the first "
+            "bad record fails the task (set errors.tolerance: all to send bad records to it)",
+        )
     if envelope is not None:
         chain_problems = chain_issues(
             envelope.transforms,
@@ -320,11 +372,14 @@ def _validate_connector(
         report(plugin_path, f"plugin '{plugin_name}' failed to load: {entry.error}")
         return None
     model = entry.connector_class.spec.config_model
+    typed_secrets = secret_fields(model)
+    for key in typed_secrets & plugin_values.keys():
+        report.redactor.add_values(plugin_values[key], secret=True)
     try:
         plugin_config = model.model_validate(plugin_values)
     except ValidationError as exc:
         allowed = {f.alias or n for n, f in model.model_fields.items()} | ENVELOPE_KEYS
-        _report_validation(exc, path, allowed, report)
+        _report_validation(exc, path, allowed, report, typed_secrets)
         return None
     for issue in entry.connector_class().validate(plugin_config):
         sub = tuple(int(p) if p.isdigit() else p for p in _split_issue_path(issue.path))
@@ -356,8 +411,15 @@ def _split_issue_path(path: str) -> list[str]:
 
 
 def _report_validation(
-    exc: ValidationError, base: KeyPath, allowed: Iterable[str], report: _Reporter
+    exc: ValidationError,
+    base: KeyPath,
+    allowed: Iterable[str],
+    report: _Reporter,
+    secret_keys: frozenset[str] = frozenset(),
 ) -> None:
+    """Each pydantic error as a located issue. The input value is quoted only when it is a
+    scalar that is not secret: a model-level check's input is the whole block, secrets included.
+    """
     for error in exc.errors():
         loc: tuple[Any, ...] = tuple(error["loc"])
         if loc and isinstance(loc[0], str) and loc[0].endswith(".*"):
@@ -371,12 +433,20 @@ def _report_validation(
             report(path, "missing required setting")
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
-            secret = path in report.hidden or any(is_secret_key(str(p)) for p in loc)
-            if message.startswith("Invalid value"):
-                report(path, message)
-                continue
-            shown = "[hidden]" if secret else repr(error.get("input"))
-            report(path, f"Invalid value {shown} for {'.'.join(map(str, loc))}: {message}")
+            value = error.get("input")
+            secret = (
+                path in report.hidden
+                or any(is_secret_key(str(p)) for p in loc)
+                or bool(loc and loc[0] in secret_keys)
+            )
+            if secret:
+                report.redactor.add(value)
+            scalar = isinstance(value, str | int | float | bool | None)
+            if message.startswith("Invalid value") or not loc or not scalar:
+                report(path, message)  # a mapping or list is not quoted: it may hold secrets
+            else:
+                shown = HIDDEN if secret else repr(value)
+                report(path, f"Invalid value {shown} for {'.'.join(map(str, loc))}: {message}")
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:
@@ -386,3 +456,11 @@ def _suggest(key: str, known: Iterable[str]) -> str:
 
 def format_issues(issues: Sequence[ConfigIssue]) -> str:
     return "\n".join(str(issue) for issue in issues)
+
+
+def format_warning(issue: ConfigIssue) -> str:
+    """``file:line: warning: path: message``, the compiler convention editors recognise."""
+    where = f"{issue.file}:{issue.line}: " if issue.file and issue.line else ""
+    where = f"{issue.file}: " if issue.file and not issue.line else where
+    what = f"{issue.path}: {issue.message}" if issue.path else issue.message
+    return f"{where}warning: {what}"

@@ -57,24 +57,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _load(files: list[str]) -> Any:
-    from connector.config.validate import load_deployment
+    from connector.config.validate import format_warning, load_deployment
 
     try:
-        return load_deployment(files)
+        deployment = load_deployment(files)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         print(f"invalid deployment: {len(exc.issues)} problem(s)", file=sys.stderr)
         return None
+    for warning in deployment.warnings:
+        print(format_warning(warning), file=sys.stderr)
+    return deployment
 
 
 def _run(args: argparse.Namespace) -> int:
+    from connector.config.redaction import redact_logging
     from connector.runtime.rest import RestServer
     from connector.runtime.worker import Worker
 
     deployment = _load(args.files)
     if deployment is None:
         return EXIT_INVALID
+    redact_logging(deployment.redactor)
     worker = Worker(deployment)
     stop = threading.Event()
 
@@ -106,7 +111,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.connect:
         problems = _connection_checks(deployment)
         for problem in problems:
-            print(problem, file=sys.stderr)
+            print(deployment.redactor(problem), file=sys.stderr)  # exception text quotes URLs
     names = ", ".join(c.name for c in deployment.connectors) or "no connectors"
     if problems:
         print(f"invalid deployment: {len(problems)} problem(s) found online", file=sys.stderr)
@@ -129,17 +134,35 @@ def _connection_checks(deployment: Any) -> list[str]:
     urls = {worker.schema_registry_url} | {
         c.envelope.value_converter_config.get("schema.registry.url") for c in deployment.connectors
     }
+    unreachable: set[str] = set()
     for url in sorted(u for u in urls if u):
         try:
             registry_client(url, worker.schema_registry).get_subjects()
         except Exception as exc:
-            problems.append(f"schema.registry.url: cannot reach {url}: {type(exc).__name__}")
+            unreachable.add(url)
+            problems.append(f"schema.registry.url: cannot reach {url}: {_describe(exc)}")
     for connector in deployment.connectors:
+        where = f"{connector.file}: connectors[{connector.name}]"
         instance = connector.connector_class()
-        for issue in instance.check_connection(connector.plugin_config):
-            problems.append(f"{connector.file}: connectors[{connector.name}].{issue}")
-        problems.extend(_compatibility_problems(connector, instance, worker))
+        try:
+            for issue in instance.check_connection(connector.plugin_config):
+                problems.append(f"{where}.{issue}")
+        except Exception as exc:  # a plugin's check must report, not crash the command
+            problems.append(f"{where}: connection check failed: {_describe(exc)}")
+        config = connector.envelope.value_converter_config
+        if (config.get("schema.registry.url") or worker.schema_registry_url) in unreachable:
+            continue  # reported once above; every subject would only repeat it
+        try:
+            problems.extend(_compatibility_problems(connector, instance, worker))
+        except Exception as exc:
+            problems.append(f"{where}: cannot check schema compatibility: {_describe(exc)}")
     return problems
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, for a one-line problem (never a traceback)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _compatibility_problems(connector: Any, instance: Any, worker: Any) -> list[str]:
@@ -224,7 +247,7 @@ def _registration_problem(
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from connector.runtime.plugins import discover
+    from connector.plugins.discovery import discover
 
     for name, entry in sorted(discover().items()):
         if entry.connector_class is None:

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import connector
-from connector.runtime.plugins import discover
+from connector.plugins.discovery import discover
 
 
 class RestServer:

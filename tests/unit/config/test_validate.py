@@ -14,7 +14,7 @@ from connector.api import ConfigError, ConfigIssue, PluginSpec, SourceConnector,
 from connector.config.models import dotted
 from connector.config.validate import load_deployment, validate_paths
 from connector.plugins.datagen.connector import DatagenConfig, DatagenSourceTask
-from connector.runtime.plugins import PluginEntry, discover
+from connector.plugins.discovery import PluginEntry, discover
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "config"
 _EXPECT = re.compile(r"#\s*expect:\s*(?P<path>\S+)\s*::\s*(?P<message>.+?)\s*$")

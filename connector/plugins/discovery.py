@@ -1,5 +1,9 @@
 """Plugin discovery through the ``connector.plugins`` entry-point group.
 
+It lives beside the plugins rather than in ``runtime`` because both ``config`` (validation needs
+each plugin's config model) and ``runtime`` (hosting) use it, and ``config`` must not import
+``runtime``.
+
 A third-party package adds a connector by declaring, in its own ``pyproject.toml``::
 
     [project.entry-points."connector.plugins"]

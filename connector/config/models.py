@@ -1,8 +1,8 @@
-"""The deployment envelope: worker settings and the runtime's part of each connector.
+"""The deployment's runtime settings: worker settings and the runtime's part of each connector.
 
 Keys are Kafka Connect's where Connect has the same setting. Python attributes are their
 snake_case twins, mapped by one alias generator (``tasks_max`` <-> ``tasks.max``). Connector keys
-that are not envelope keys belong to the plugin and are validated by its own config model.
+that are not connector-config keys belong to the plugin and are validated by its own config model.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class WorkerConfig(_Model):
     )
 
 
-class ConnectorEnvelope(_Model):
+class ConnectorConfig(_Model):
     """The runtime's part of one connector block."""
 
     name: str = Field(description="Unique connector name; part of every offsets-topic key.")
@@ -159,8 +159,8 @@ class ConnectorEnvelope(_Model):
         return value
 
 
-ENVELOPE_KEYS: frozenset[str] = frozenset(
+CONNECTOR_CONFIG_KEYS: frozenset[str] = frozenset(
     field.alias or name
-    for name, field in ConnectorEnvelope.model_fields.items()
+    for name, field in ConnectorConfig.model_fields.items()
     if not (field.alias or "").endswith(".*")
 ) | {"connector.class"}

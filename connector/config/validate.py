@@ -1,8 +1,9 @@
 """Deployment files -> a validated :class:`Deployment`, or every problem at once.
 
 Order: parse YAML (keeping lines) -> resolve ``${...}`` providers -> validate the worker block ->
-for each connector split envelope keys from plugin keys -> validate the envelope -> validate the
-plugin block with the plugin's model -> the connector's own cross-field ``validate()``.
+for each connector split connector-config keys from plugin keys -> validate the connector config
+-> validate the plugin block with the plugin's model -> the connector's own cross-field
+``validate()``.
 Each problem becomes a :class:`ConfigIssue` ``file:line: path: message``; secrets never appear:
 every message passes through the deployment's :class:`~connector.config.redaction.Redactor`
 on the way out, whichever check wrote it.
@@ -28,11 +29,11 @@ from connector.config.loader import (
     load_document,
 )
 from connector.config.models import (
+    CONNECTOR_CONFIG_KEYS,
     CONVERTER_ALIASES,
-    ENVELOPE_KEYS,
     ENVELOPE_PREFIXES,
     WORKER_PREFIXES,
-    ConnectorEnvelope,
+    ConnectorConfig,
     WorkerConfig,
 )
 from connector.config.providers import ProviderResolver
@@ -46,16 +47,17 @@ _TOP_LEVEL_KEYS = ("worker", "connectors")
 
 @dataclass(frozen=True)
 class ConnectorDeployment:
-    """One validated connector: the runtime envelope, the plugin's config and its class."""
+    """One validated connector: its runtime settings (``ConnectorConfig``), the plugin's config
+    and its class."""
 
-    envelope: ConnectorEnvelope
+    connector_config: ConnectorConfig
     plugin_config: BaseModel
     connector_class: type[SourceConnector]
     file: str
 
     @property
     def name(self) -> str:
-        return self.envelope.name
+        return self.connector_config.name
 
 
 @dataclass(frozen=True)
@@ -157,10 +159,14 @@ def validate_paths(
         worker = WorkerConfig()
     if worker is not None:
         for validated, report, path in located:
-            envelope = validated.envelope
+            connector_config = validated.connector_config
             for role, kind, config in (
-                ("key", envelope.key_converter, envelope.key_converter_config),
-                ("value", envelope.value_converter, envelope.value_converter_config),
+                ("key", connector_config.key_converter, connector_config.key_converter_config),
+                (
+                    "value",
+                    connector_config.value_converter,
+                    connector_config.value_converter_config,
+                ),
             ):
                 if kind == "avro" and not (
                     config.get("schema.registry.url") or worker.schema_registry_url
@@ -306,37 +312,37 @@ def _validate_connector(
     plugins: Mapping[str, PluginEntry],
     report: _Reporter,
 ) -> ConnectorDeployment | None:
-    envelope_values: dict[str, Any] = {}
+    connector_values: dict[str, Any] = {}
     prefixed: dict[str, dict[str, Any]] = {p: {} for p in ENVELOPE_PREFIXES}
     plugin_values: dict[str, Any] = {}
     for key, value in block.items():
         key = str(key)
         prefix = next((p for p in ENVELOPE_PREFIXES if key.startswith(p)), None)
-        if key in ENVELOPE_KEYS:
-            envelope_values["plugin" if key == "connector.class" else key] = value
+        if key in CONNECTOR_CONFIG_KEYS:
+            connector_values["plugin" if key == "connector.class" else key] = value
         elif prefix is not None:
             prefixed[prefix][key[len(prefix) :]] = value
         else:
             plugin_values[key] = value
     for prefix, values in prefixed.items():
-        envelope_values[prefix + "*"] = values
+        connector_values[prefix + "*"] = values
     ok = True
     for role in ("key", "value"):
-        kind = envelope_values.get(f"{role}.converter", "string" if role == "key" else "avro")
+        kind = connector_values.get(f"{role}.converter", "string" if role == "key" else "avro")
         kind = CONVERTER_ALIASES.get(str(kind), str(kind))
         for key, message in check_converter_config(kind, prefixed[f"{role}.converter."]):
             report((*path, f"{role}.converter.{key}"), message)
             ok = False
-    envelope: ConnectorEnvelope | None = None
+    connector_config: ConnectorConfig | None = None
     try:
-        envelope = ConnectorEnvelope.model_validate(envelope_values)
+        connector_config = ConnectorConfig.model_validate(connector_values)
     except ValidationError as exc:
         ok = False
-        _report_validation(exc, path, ENVELOPE_KEYS, report)
+        _report_validation(exc, path, CONNECTOR_CONFIG_KEYS, report)
     if (
-        envelope is not None
-        and envelope.errors_tolerance == "none"
-        and envelope.errors_deadletterqueue_topic_name
+        connector_config is not None
+        and connector_config.errors_tolerance == "none"
+        and connector_config.errors_deadletterqueue_topic_name
     ):
         tolerance = "is none" if "errors.tolerance" in block else "defaults to none"
         report.warn(
@@ -344,11 +350,11 @@ def _validate_connector(
             f"errors.tolerance {tolerance}, so the dead-letter topic is never used: the first "
             "bad record fails the task (set errors.tolerance: all to send bad records to it)",
         )
-    if envelope is not None:
+    if connector_config is not None:
         chain_problems = chain_issues(
-            envelope.transforms,
+            connector_config.transforms,
             prefixed["transforms."],
-            envelope.predicates,
+            connector_config.predicates,
             prefixed["predicates."],
         )
     else:
@@ -356,7 +362,7 @@ def _validate_connector(
     for key, message in chain_problems:
         report((*path, key), message)
         ok = False
-    plugin_name = envelope_values.get("plugin")
+    plugin_name = connector_values.get("plugin")
     if not isinstance(plugin_name, str):
         return None
     entry = plugins.get(plugin_name)
@@ -378,16 +384,18 @@ def _validate_connector(
     try:
         plugin_config = model.model_validate(plugin_values)
     except ValidationError as exc:
-        allowed = {f.alias or n for n, f in model.model_fields.items()} | ENVELOPE_KEYS
+        allowed = {f.alias or n for n, f in model.model_fields.items()} | CONNECTOR_CONFIG_KEYS
         _report_validation(exc, path, allowed, report, typed_secrets)
         return None
     for issue in entry.connector_class().validate(plugin_config):
         sub = tuple(int(p) if p.isdigit() else p for p in _split_issue_path(issue.path))
         report(path + sub, issue.message)
         ok = False
-    if not ok or envelope is None:
+    if not ok or connector_config is None:
         return None
-    return ConnectorDeployment(envelope, plugin_config, entry.connector_class, report.document.file)
+    return ConnectorDeployment(
+        connector_config, plugin_config, entry.connector_class, report.document.file
+    )
 
 
 def _split_issue_path(path: str) -> list[str]:

@@ -132,7 +132,8 @@ def _connection_checks(deployment: Any) -> list[str]:
     except Exception as exc:
         problems.append(f"worker.bootstrap.servers: cannot reach Kafka: {exc}")
     urls = {worker.schema_registry_url} | {
-        c.envelope.value_converter_config.get("schema.registry.url") for c in deployment.connectors
+        c.connector_config.value_converter_config.get("schema.registry.url")
+        for c in deployment.connectors
     }
     unreachable: set[str] = set()
     for url in sorted(u for u in urls if u):
@@ -149,7 +150,7 @@ def _connection_checks(deployment: Any) -> list[str]:
                 problems.append(f"{where}.{issue}")
         except Exception as exc:  # a plugin's check must report, not crash the command
             problems.append(f"{where}: connection check failed: {_describe(exc)}")
-        config = connector.envelope.value_converter_config
+        config = connector.connector_config.value_converter_config
         if (config.get("schema.registry.url") or worker.schema_registry_url) in unreachable:
             continue  # reported once above; every subject would only repeat it
         try:
@@ -178,10 +179,10 @@ def _compatibility_problems(connector: Any, instance: Any, worker: Any) -> list[
     from connector.serde.factory import converter_flag, registry_client
     from connector.serde.registry import strategy_named
 
-    envelope = connector.envelope
-    if envelope.value_converter != "avro":
+    connector_config = connector.connector_config
+    if connector_config.value_converter != "avro":
         return []
-    config = envelope.value_converter_config
+    config = connector_config.value_converter_config
     url = config.get("schema.registry.url") or worker.schema_registry_url
     client = registry_client(url, worker.schema_registry)
     strategy = strategy_named(str(config.get("value.subject.name.strategy", "TopicNameStrategy")))

@@ -26,7 +26,7 @@ import orjson
 
 from connector.api import ConversionError, TaskFailedError
 from connector.backoff import ExponentialBackoff
-from connector.config.models import ConnectorEnvelope
+from connector.config.models import ConnectorConfig
 from connector.runtime.metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
@@ -108,23 +108,23 @@ class ErrorPolicy:
 
     def __init__(
         self,
-        envelope: ConnectorEnvelope,
+        connector_config: ConnectorConfig,
         *,
         task_id: int,
         metrics: WorkerMetrics,
         clock: Callable[[], float],
     ) -> None:
-        self.connector_name = envelope.name
+        self.connector_name = connector_config.name
         self.task_id = task_id
-        self.tolerate_all = envelope.errors_tolerance == "all"
-        self.dead_letter_topic = envelope.errors_deadletterqueue_topic_name
-        self._log_enable = envelope.errors_log_enable
-        self._log_messages = envelope.errors_log_include_messages
-        self._retry_timeout_ms = envelope.errors_retry_timeout
-        self._retry_delay_max_ms = envelope.errors_retry_delay_max_ms
+        self.tolerate_all = connector_config.errors_tolerance == "all"
+        self.dead_letter_topic = connector_config.errors_deadletterqueue_topic_name
+        self._log_enable = connector_config.errors_log_enable
+        self._log_messages = connector_config.errors_log_include_messages
+        self._retry_timeout_ms = connector_config.errors_retry_timeout
+        self._retry_delay_max_ms = connector_config.errors_retry_delay_max_ms
         self._clock = clock
         self._tolerated = metrics.errors_tolerated
-        self._labels = {"connector": envelope.name, "task": str(task_id)}
+        self._labels = {"connector": connector_config.name, "task": str(task_id)}
 
     def retry_budget(self) -> RetryBudget:
         """A fresh budget for one kind of retriable operation of this task."""

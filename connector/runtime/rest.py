@@ -78,8 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
             deployment = deployments[name]
             config = {
                 "name": name,
-                "connector.class": deployment.envelope.plugin,
-                "tasks.max": str(deployment.envelope.tasks_max),
+                "connector.class": deployment.connector_config.plugin,
+                "tasks.max": str(deployment.connector_config.tasks_max),
                 **{
                     k: str(v)
                     for k, v in deployment.plugin_config.model_dump(

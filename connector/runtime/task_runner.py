@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable, Mapping
 
 from connector.api import AvroSchema, Polled, RetriableError, SourceTask, TaskFailedError
-from connector.config.models import ConnectorEnvelope, WorkerConfig
+from connector.config.models import ConnectorConfig, WorkerConfig
 from connector.runtime.context import RuntimeTaskContext
 from connector.runtime.error_policy import ErrorPolicy
 from connector.runtime.metrics import WorkerMetrics
@@ -55,7 +55,7 @@ class SourceTaskRunner:
         task: SourceTask,
         ctx: RuntimeTaskContext,
         status: TaskStatus,
-        envelope: ConnectorEnvelope,
+        connector_config: ConnectorConfig,
         worker: WorkerConfig,
         producer: RecordProducer,
         offset_store: OffsetWriter,
@@ -70,7 +70,7 @@ class SourceTaskRunner:
         self.task = task
         self.ctx = ctx
         self.status = status
-        self.envelope = envelope
+        self.connector_config = connector_config
         self.worker = worker
         self._producer = producer
         self._value_converter = value_converter
@@ -78,7 +78,9 @@ class SourceTaskRunner:
         self._clock = clock
         self._flush_timeout_s = worker.offset_flush_timeout_ms / 1000.0
         self.submitted = SubmittedRecords()
-        self.policy = ErrorPolicy(envelope, task_id=ctx.task_id, metrics=metrics, clock=clock)
+        self.policy = ErrorPolicy(
+            connector_config, task_id=ctx.task_id, metrics=metrics, clock=clock
+        )
         self.pipeline = RecordPipeline(
             connector_name=ctx.connector_name,
             task_id=ctx.task_id,
@@ -176,7 +178,10 @@ class SourceTaskRunner:
         resolve the known value schemas in the registry, so that a bad registry or an
         incompatible schema fails the task before any event is consumed. Returns False when
         stopped while waiting for the registry."""
-        for topic in [self.envelope.errors_deadletterqueue_topic_name, *self._value_schemas]:
+        for topic in [
+            self.connector_config.errors_deadletterqueue_topic_name,
+            *self._value_schemas,
+        ]:
             if topic is not None:
                 self.pipeline.ensure_topic(topic)
         resolve = getattr(self._value_converter, "resolve", None)

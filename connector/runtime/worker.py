@@ -95,30 +95,30 @@ class Worker:
 
     def _start_connector(self, deployment: ConnectorDeployment) -> None:
         assert self._offset_store is not None
-        envelope = deployment.envelope
+        connector_config = deployment.connector_config
         instance = deployment.connector_class()
         ctx = RuntimeConnectorContext(
-            connector_name=envelope.name,
+            connector_name=connector_config.name,
             config=deployment.plugin_config,
-            offset_reader=StoreOffsetReader(self._offset_store, envelope.name),
+            offset_reader=StoreOffsetReader(self._offset_store, connector_config.name),
         )
         runtime = _ConnectorRuntime(deployment, instance, ctx)
-        self._connectors[envelope.name] = runtime
+        self._connectors[connector_config.name] = runtime
         try:
             instance.start(ctx)
             runtime.value_schemas = dict(
-                instance.value_schemas(deployment.plugin_config, envelope.name)
+                instance.value_schemas(deployment.plugin_config, connector_config.name)
             )
-            task_configs = instance.task_configs(envelope.tasks_max)
-            if not task_configs or len(task_configs) > envelope.tasks_max:
+            task_configs = instance.task_configs(connector_config.tasks_max)
+            if not task_configs or len(task_configs) > connector_config.tasks_max:
                 raise TaskFailedError(
-                    f"connector {envelope.name} produced {len(task_configs)} task configs; "
-                    f"expected 1..{envelope.tasks_max} (tasks.max)"
+                    f"connector {connector_config.name} produced {len(task_configs)} task configs; "
+                    f"expected 1..{connector_config.tasks_max} (tasks.max)"
                 )
         except Exception as exc:
             runtime.state = State.FAILED
             runtime.trace = "".join(traceback.format_exception(exc))
-            logger.error("connector %s failed to start: %s", envelope.name, exc)
+            logger.error("connector %s failed to start: %s", connector_config.name, exc)
             return
         runtime.state = State.RUNNING
         for task_id, task_config in enumerate(task_configs):
@@ -126,7 +126,7 @@ class Worker:
                 connector=runtime,
                 task_id=task_id,
                 task_config=dict(task_config),
-                status=TaskStatus(envelope.name, task_id),
+                status=TaskStatus(connector_config.name, task_id),
                 backoff=ExponentialBackoff(  # an initial delay above the cap is capped
                     initial_s=min(
                         self.config.task_restart_backoff_initial_ms,
@@ -138,20 +138,22 @@ class Worker:
             )
             runtime.slots.append(slot)
             self._start_task(slot)
-        logger.info("connector %s started with %d task(s)", envelope.name, len(task_configs))
+        logger.info(
+            "connector %s started with %d task(s)", connector_config.name, len(task_configs)
+        )
 
     def _start_task(self, slot: _TaskSlot) -> None:
         assert self._producer is not None and self._offset_store is not None
         deployment = slot.connector.deployment
-        envelope = deployment.envelope
+        connector_config = deployment.connector_config
         worker = self.config
         slot.status.set(State.UNASSIGNED)
         ctx = RuntimeTaskContext(
-            connector_name=envelope.name,
+            connector_name=connector_config.name,
             task_id=slot.task_id,
             config=deployment.plugin_config,
             task_config=slot.task_config,
-            offset_reader=StoreOffsetReader(self._offset_store, envelope.name),
+            offset_reader=StoreOffsetReader(self._offset_store, connector_config.name),
             status=slot.status,
             metrics=self.metrics,
             clock=self._clock,
@@ -166,34 +168,34 @@ class Worker:
                 clients=self._registry_clients,
             )
             for kind, config, is_key in (
-                (envelope.key_converter, envelope.key_converter_config, True),
-                (envelope.value_converter, envelope.value_converter_config, False),
+                (connector_config.key_converter, connector_config.key_converter_config, True),
+                (connector_config.value_converter, connector_config.value_converter_config, False),
             )
         ]
         slot.runner = SourceTaskRunner(
             task=deployment.connector_class.task_class(),
             ctx=ctx,
             status=slot.status,
-            envelope=envelope,
+            connector_config=connector_config,
             worker=worker,
             producer=self._producer,
             offset_store=self._offset_store,
             key_converter=converters[0],
             value_converter=converters[1],
             transform=build_chain(
-                envelope.transforms,
-                envelope.transforms_config,
-                envelope.predicates,
-                envelope.predicates_config,
+                connector_config.transforms,
+                connector_config.transforms_config,
+                connector_config.predicates,
+                connector_config.predicates_config,
             ),
-            ensure_topic=lambda topic: self._ensure_topic(topic, envelope),
+            ensure_topic=lambda topic: self._ensure_topic(topic, connector_config),
             value_schemas=slot.connector.value_schemas,
             metrics=self.metrics,
             clock=self._clock,
         )
         slot.runner.start()
 
-    def _ensure_topic(self, topic: str, envelope: Any) -> None:
+    def _ensure_topic(self, topic: str, connector_config: Any) -> None:
         with self._topics_lock:
             if topic in self._topics:
                 return
@@ -201,8 +203,8 @@ class Worker:
             if ensure_topic(
                 self._admin,
                 topic,
-                partitions=envelope.topic_creation_default_partitions,
-                replication_factor=envelope.topic_creation_default_replication_factor,
+                partitions=connector_config.topic_creation_default_partitions,
+                replication_factor=connector_config.topic_creation_default_replication_factor,
             ):
                 logger.info("created topic %s", topic)
             self._topics.add(topic)

@@ -1,4 +1,5 @@
-"""Builds a connector's key and value converters from its envelope settings."""
+"""Builds a connector's key and value converters from its ``key.converter``/``value.converter``
+settings."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The ``genesys_notifications`` config model: the single source for validation, docs and the CLI.
 
-Every connector key that is not a runtime envelope key lands here. Keys are dotted
+Every connector key that is not a runtime connector-config key lands here. Keys are dotted
 (``genesys.client.id``); Python attributes are their snake_case twins. Limits from
 ``genesys/NOTIFICATIONS_API.md`` are named constants next to the fields they bound.
 """

@@ -132,9 +132,9 @@ def test_placeholders_resolve_from_env_and_a_properties_file_beside_the_yaml(
     assert deployment.worker.offset_flush_interval_ms == 250
     (connector,) = deployment.connectors
     assert connector.name == "orders"
-    assert connector.envelope.tasks_max == 2
-    assert connector.envelope.transforms == ["route"]
-    assert connector.envelope.transforms_config["route.replacement"] == "shop.$1"
+    assert connector.connector_config.tasks_max == 2
+    assert connector.connector_config.transforms == ["route"]
+    assert connector.connector_config.transforms_config["route.replacement"] == "shop.$1"
     config = connector.plugin_config
     assert isinstance(config, DatagenConfig)
     assert (config.datagen_topic, config.datagen_count) == ("orders-from-file", 25)

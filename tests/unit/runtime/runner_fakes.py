@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.api import SourceRecord, SourceTask, TaskContext
-from connector.config.models import ConnectorEnvelope, WorkerConfig
+from connector.config.models import ConnectorConfig, WorkerConfig
 from connector.plugins.datagen.connector import DatagenConfig
 from connector.runtime.context import RuntimeTaskContext
 from connector.runtime.metrics import WorkerMetrics
@@ -215,7 +215,7 @@ class Harness:
     """A runner wired to fakes. ``clock`` drives the commit interval."""
 
     task: SourceTask
-    envelope: Mapping[str, Any] = field(default_factory=dict)
+    connector_config: Mapping[str, Any] = field(default_factory=dict)
     worker: Mapping[str, Any] = field(default_factory=dict)
     value_converter: Converter = field(default_factory=JsonConverter)
     transform: Any = None
@@ -230,8 +230,8 @@ class Harness:
     def __post_init__(self) -> None:
         self.status = TaskStatus(CONNECTOR, 0)
         self.metrics = WorkerMetrics()
-        envelope = ConnectorEnvelope.model_validate(
-            {"name": CONNECTOR, "plugin": "datagen", **self.envelope}
+        connector_config = ConnectorConfig.model_validate(
+            {"name": CONNECTOR, "plugin": "datagen", **self.connector_config}
         )
         worker = WorkerConfig.model_validate(
             {"offset.flush.interval.ms": 1000, "task.shutdown.graceful.timeout.ms": 5000}
@@ -251,7 +251,7 @@ class Harness:
             task=self.task,
             ctx=self.ctx,
             status=self.status,
-            envelope=envelope,
+            connector_config=connector_config,
             worker=worker,
             producer=self.producer,  # type: ignore[arg-type]
             offset_store=self.store,  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ class _Envelope:
 class _Deployed:
     name: str
     plugin_config: BaseModel
-    envelope: _Envelope = field(default_factory=_Envelope)
+    connector_config: _Envelope = field(default_factory=_Envelope)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from runner_fakes import (
 )
 
 from connector.api import MalformedInput, Polled, RetriableError, SourceRecord
-from connector.config.models import ConnectorEnvelope
+from connector.config.models import ConnectorConfig
 from connector.runtime.error_policy import Disposition, ErrorPolicy, Failure, Stage
 from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.producer import DataProducer
@@ -93,7 +93,7 @@ def test_random_interleavings_never_commit_past_an_unresolved_record(seed: int) 
         return None if r.value.get("drop") else r
 
     task = ScriptedTask(batches)  # type: ignore[arg-type]
-    harness = Harness(task, envelope=DLQ, transform=drop_marked, store=store).start()
+    harness = Harness(task, connector_config=DLQ, transform=drop_marked, store=store).start()
     total_sent = sum(len(b) for b in batches) - sum(
         1 for b in batches for i in b if isinstance(i, SourceRecord) and i.value.get("drop")
     )
@@ -151,7 +151,7 @@ def test_a_dead_letter_polled_after_a_record_is_not_committed_before_that_record
         record(0),
         MalformedInput(b"{", "not JSON", {"stream": "s0"}, {"seq": 1}),
     ]
-    harness = Harness(ScriptedTask([batch]), envelope=DLQ).start()  # type: ignore[list-item]
+    harness = Harness(ScriptedTask([batch]), connector_config=DLQ).start()  # type: ignore[list-item]
     (data,) = harness.produced(1)
     (dead,) = harness.produced(1, topic="dlq")
     assert harness.kafka.produced.index(data) < harness.kafka.produced.index(dead)  # in order
@@ -214,7 +214,7 @@ def test_stop_is_honoured_with_a_real_producer_that_cannot_reach_kafka() -> None
 
 def test_a_refused_record_is_dead_lettered_later_when_the_queue_is_full() -> None:
     task = ScriptedTask([[record(0), record(1)]])
-    harness = Harness(task, envelope=DLQ).start()
+    harness = Harness(task, connector_config=DLQ).start()
     produced = harness.produced(2)
     harness.producer.full = True
     produced[0].fail(KafkaError.MSG_SIZE_TOO_LARGE)  # the callback must not produce itself
@@ -238,8 +238,10 @@ def test_a_refused_record_is_dead_lettered_later_when_the_queue_is_full() -> Non
 # -- 4. one error policy ---------------------------------------------------------------------------
 
 
-def _policy(**envelope: Any) -> ErrorPolicy:
-    model = ConnectorEnvelope.model_validate({"name": CONNECTOR, "plugin": "datagen", **envelope})
+def _policy(**connector_config: Any) -> ErrorPolicy:
+    model = ConnectorConfig.model_validate(
+        {"name": CONNECTOR, "plugin": "datagen", **connector_config}
+    )
     return ErrorPolicy(model, task_id=0, metrics=WorkerMetrics(), clock=ManualClock())
 
 
@@ -268,7 +270,9 @@ def test_tolerance_none_fails_the_task_for_every_failure_source_and_never_dead_l
         "refused": [record(0)],
     }[source]
     harness = Harness(
-        ScriptedTask([items]), envelope={"errors.deadletterqueue.topic.name": "dlq"}
+        ScriptedTask([items]),
+        connector_config={"errors.deadletterqueue.topic.name": "dlq"},
+        worker={"offset.flush.timeout.ms": 200},  # the failed task waits that long for acks
     ).start()
     if source == "refused":
         harness.produced(1)[0].fail(KafkaError.MSG_SIZE_TOO_LARGE)
@@ -287,7 +291,7 @@ def test_tolerance_all_without_a_topic_logs_skips_and_counts_every_source(
         "refused": [record(0)],
     }[source]
     items.append(record(1))
-    harness = Harness(ScriptedTask([items]), envelope={"errors.tolerance": "all"}).start()
+    harness = Harness(ScriptedTask([items]), connector_config={"errors.tolerance": "all"}).start()
     produced = harness.produced(2 if source == "refused" else 1)
     if source == "refused":
         produced[0].fail(KafkaError.MSG_SIZE_TOO_LARGE)
@@ -335,7 +339,7 @@ def test_poll_errors_fail_the_task_once_errors_retry_timeout_is_spent() -> None:
             raise RetriableError("source down")
 
     harness = Harness(
-        AlwaysDown([]), envelope={"errors.retry.timeout": 0}, clock=time.monotonic
+        AlwaysDown([]), connector_config={"errors.retry.timeout": 0}, clock=time.monotonic
     ).start()
     wait_until(lambda: harness.status.state == State.FAILED, what="FAILED")
     assert "errors.retry.timeout" in harness.status.snapshot()["trace"]
@@ -434,7 +438,7 @@ def test_an_oversized_record_is_dead_lettered_truncated_with_its_size_and_digest
 
     big = "x" * 1_200_000
     task = ScriptedTask([[record(0, value=big), record(1)]])
-    harness = Harness(task, envelope=DLQ).start()
+    harness = Harness(task, connector_config=DLQ).start()
     (dead,) = harness.produced(1, topic="dlq")
     (ok,) = harness.produced(1)
     original = f'"{big}"'.encode()  # the JSON converter's bytes are what Kafka refused

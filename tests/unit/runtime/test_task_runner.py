@@ -135,7 +135,10 @@ def test_conversion_failure_under_tolerance_all_goes_to_the_dead_letter_topic() 
     task = ScriptedTask([[avro_record(0), avro_record(1, valid=False), avro_record(2)]])
     harness = Harness(
         task,
-        envelope={"errors.tolerance": "all", "errors.deadletterqueue.topic.name": "orders-dlq"},
+        connector_config={
+            "errors.tolerance": "all",
+            "errors.deadletterqueue.topic.name": "orders-dlq",
+        },
         value_converter=avro_converter(),
     ).start()
     (dead,) = harness.produced(1, topic="orders-dlq")
@@ -182,7 +185,10 @@ def test_retriable_converter_failures_are_retried_without_loss_or_reordering() -
     task = ScriptedTask([[record(n) for n in range(4)]])
     harness = Harness(
         task,
-        envelope={"errors.retry.delay.max.ms": 5, "errors.deadletterqueue.topic.name": "dlq"},
+        connector_config={
+            "errors.retry.delay.max.ms": 5,
+            "errors.deadletterqueue.topic.name": "dlq",
+        },
         value_converter=converter,
     ).start()
     produced = harness.produced(4)
@@ -201,7 +207,7 @@ def test_retriable_failures_give_up_after_errors_retry_timeout() -> None:
     task = ScriptedTask([[record(0)]])
     harness = Harness(
         task,
-        envelope={"errors.retry.timeout": 0, "errors.retry.delay.max.ms": 5},
+        connector_config={"errors.retry.timeout": 0, "errors.retry.delay.max.ms": 5},
         value_converter=converter,
     ).start()
     wait_until(lambda: harness.status.state == State.FAILED, what="FAILED")
@@ -241,7 +247,8 @@ def test_dead_letters_from_the_task_are_written_with_their_source_position() -> 
         [[MalformedInput(b"{not json", "frame is not JSON", S1, {"seq": 7})]]  # type: ignore[list-item]
     )
     harness = Harness(
-        task, envelope={"errors.tolerance": "all", "errors.deadletterqueue.topic.name": "dlq"}
+        task,
+        connector_config={"errors.tolerance": "all", "errors.deadletterqueue.topic.name": "dlq"},
     ).start()
     (dead,) = harness.produced(1, topic="dlq")
     assert dead.value == b"{not json"

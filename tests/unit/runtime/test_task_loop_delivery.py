@@ -309,27 +309,34 @@ def test_tolerance_all_without_a_topic_logs_skips_and_counts_every_source(
     harness.stop()
 
 
-def test_poll_errors_back_off_and_the_backoff_resets_after_a_success() -> None:
+def test_retry_backoff_grows_then_resets_after_a_success() -> None:
+    budget = _policy(**{"errors.retry.delay.max.ms": 10_000}).retry_budget()
+    delays = [budget.failed() for _ in range(4)]
+    assert all(d is not None for d in delays)
+    assert delays[3] > delays[0] * 3  # type: ignore[operator]
+    budget.succeeded()
+    assert budget.failed() == pytest.approx(delays[0], rel=0.5)  # back to the first delay
+
+
+def test_poll_errors_are_retried_and_a_successful_poll_resets_their_backoff() -> None:
     class Flaky(ScriptedTask):
-        failures = [RetriableError("down")] * 3 + [None] + [RetriableError("down again")]
+        def __init__(self) -> None:
+            super().__init__([[record(0)]])
+            self.failures = 3
 
         def poll(self, timeout_s: float) -> list[Polled]:
             if self.failures:
-                error = self.failures.pop(0)
-                if error is not None:
-                    self.polls += 1
-                    raise error
+                self.failures -= 1
+                raise RetriableError("source briefly down")
             return super().poll(timeout_s)  # type: ignore[return-value]
 
-    clock = ManualClock()
-    harness = Harness(Flaky([]), clock=clock)
-    budget = harness.runner._poll_retries
-    delays = []
-    for _ in range(3):
-        delays.append(budget.failed())
-    budget.succeeded()
-    assert delays[0] is not None and delays[2] is not None and delays[2] > delays[0]
-    assert budget.failed() == pytest.approx(delays[0], rel=0.5)  # back to the first delay
+    harness = Harness(
+        Flaky(), connector_config={"errors.retry.delay.max.ms": 20}, clock=time.monotonic
+    ).start()
+    harness.produced(1)[0].ack()
+    wait_until(lambda: not harness.runner._poll_retries.retrying, what="the backoff reset")
+    assert harness.status.state == State.RUNNING
+    harness.stop()
 
 
 def test_poll_errors_fail_the_task_once_errors_retry_timeout_is_spent() -> None:

@@ -177,10 +177,14 @@ def _length(n: int) -> bytes:
 
 
 _REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 120
-_shown = _REPR.repr
-"""A bounded repr for error messages: a wrong value may be a 1 MB text or nested 1,000 deep,
-and the message becomes a dead letter's header."""
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr for error messages: a wrong value may be a 1 MB text or nested 1,000
+    deep, and the message becomes a dead letter's header."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}..."
 
 
 def _is_sequence(value: Any) -> bool:

@@ -23,9 +23,12 @@ Values (``value.format``):
 * ``json``: the parsed JSON object itself, without a schema, for the JSON converter.
 
 Every record carries the header ``ws.source`` (the redacted URL). Frames that are not UTF-8,
-not JSON, not a JSON object, lack ``key.field`` or route to an invalid topic are returned from
+not JSON (which includes lone surrogates and nesting beyond orjson's 1,024 levels), not a JSON
+object, lack ``key.field``, route to an invalid topic, have a key or topic field that cannot be
+rendered, or (``json`` values) nest deeper than the JSON converter writes are returned from
 ``poll`` as :class:`~connector.api.MalformedInput` with the reason, in their place; the task
-never raises or blocks on bad input.
+never raises or blocks on bad input. A body timestamp outside 1970..9999 is ignored (the
+receive time is used): Kafka would refuse it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ it returns holds only values that encode as UTF-8 (so every header, key and Avro
 from them does) and whose nesting the parser accepted, and it never raises. The fast path is
 orjson alone; only a frame orjson refuses takes the slow path (the stdlib parser, for the
 >64-bit integers and NaN that orjson rejects, then a check for lone surrogates). A lone
-surrogate (``"\ud800"`` as an escape) is **malformed input**, not repaired: Genesys never
+surrogate (``"\\ud800"`` as an escape) is **malformed input**, not repaired: Genesys never
 sends invalid UTF-16, so such a frame is not a Genesys event, and replacing the character
 would change a CorrelationId or a topic name into one Genesys never sent. Texts taken from a
 frame for logs and gap details are bounded (:func:`bounded_text`).

@@ -168,7 +168,6 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._dedupe = DuplicateFilter(30_000, 200_000)
         self._rejected: dict[str, dict[str, Any]] = {}
         self._subscribed: frozenset[str] = frozenset()
-        self._subscribed_folded: frozenset[str] = frozenset()
         self._status_lock = threading.Lock()
         self._gaps_reported = 0
         self._stopped = threading.Event()
@@ -210,7 +209,6 @@ class GenesysNotificationsSourceTask(SourceTask):
                     self._offsets[topic] = committed
         self._states = {p.index: _SessionState() for p in plans}
         self._subscribed = frozenset(t for p in plans for t in p.topics)
-        self._subscribed_folded = frozenset(t.casefold() for t in self._subscribed)
         self._buffer = EventBuffer(config.buffer_capacity)
         client = ChannelsClient(
             hosts.api,
@@ -289,8 +287,9 @@ class GenesysNotificationsSourceTask(SourceTask):
 
         What a hostile frame can do is settled in :func:`events.classify` (decoding) and
         :meth:`RecordBuilder.build` (a value that cannot be written); an event whose topicName
-        is not one this task subscribed to is malformed too: Genesys sends only subscribed
-        topics, and each topicName becomes a source partition in the offsets topic forever.
+        is not one this task subscribed to (exactly: Genesys sends topic names as subscribed,
+        NOTIFICATIONS_API.md §4.2) is malformed too, for each topicName becomes a source
+        partition in the offsets topic forever, and a key of the topic-match cache.
         """
         ctx, manager, builder = self._ctx, self._manager, self._builder
         assert ctx is not None and manager is not None and builder is not None
@@ -305,7 +304,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         if kind is FrameKind.EVENT:
             assert classified.envelope is not None
             topic: str = classified.envelope["topicName"]
-            if topic not in self._subscribed and topic.casefold() not in self._subscribed_folded:
+            if topic not in self._subscribed:
                 reason = f"topicName {events.bounded_text(topic, 300)!r} is not subscribed here"
                 out.append(self._malformed(frame, reason, None))
                 return

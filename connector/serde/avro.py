@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import reprlib
 import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -81,7 +82,12 @@ class AvroConverter:
         try:
             write(value, out)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # ValueError includes UnicodeEncodeError: a string with a lone surrogate
             raise ConversionError(f"value does not match Avro schema {schema.name}: {exc}") from exc
+        except RecursionError as exc:  # a recursive schema and a value nested deeper than Python
+            raise ConversionError(
+                f"value does not match Avro schema {schema.name}: nested too deep to write"
+            ) from exc
         return bytes(out)
 
     def resolve(self, topic: str, schema: AvroSchema) -> tuple[bytes, Writer]:
@@ -168,6 +174,17 @@ _STRING_PREFIXES = [[_long_bytes(i) + _LENGTHS[n] for n in range(_PREFIXED)] for
 
 def _length(n: int) -> bytes:
     return _LENGTHS[n] if n < 16384 else _long_bytes(n)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr for error messages: a wrong value may be a 1 MB text or nested 1,000
+    deep, and the message becomes a dead letter's header."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}..."
 
 
 def _is_sequence(value: Any) -> bool:
@@ -274,7 +291,7 @@ class _Compiler:
     def emit(self, avro_type: Any, var: str, lines: list[str], depth: int, where: str) -> None:
         """Append code writing ``var`` (of ``avro_type``) to ``out`` at indent ``depth``."""
         pad = "    " * depth
-        fail = f"raise TypeError(f'{{{var}!r}} is not a valid value for {where}')"
+        fail = f"raise TypeError(f'{{_shown({var})}} is not a valid value for {where}')"
         if isinstance(avro_type, list):
             self._union(avro_type, var, lines, depth, where)
             return
@@ -382,7 +399,7 @@ class _Compiler:
         if others[0] == "string":  # the most common field: branch index and length in one append
             raw, size = self._name("b"), self._name("n")
             table = f"_STRING_PREFIXES[{1 - null_index}]"
-            fail = f"raise TypeError(f'{{{var}!r}} is not a valid value for {where}')"
+            fail = f"raise TypeError(f'{{_shown({var})}} is not a valid value for {where}')"
             check = f"type({var}) is not str and not isinstance({var}, str)"
             lines.append(f"{pad}    if {check}: {fail}")
             lines.append(f"{pad}    {raw} = {var}.encode()")
@@ -411,6 +428,7 @@ def compile_writer(parsed: Any) -> Writer:
     namespace: dict[str, Any] = {
         "_long_bytes": _long_bytes,
         "_is_sequence": _is_sequence,
+        "_shown": _shown,
         "_length": _length,
         "_LENGTHS": _LENGTHS,
         "_STRING_PREFIXES": _STRING_PREFIXES,

@@ -7,7 +7,7 @@ Endpoints (JSON bodies use the Python keyword names, snake_case or camelCase):
   ``DELETE /_sim/ledger`` clears it
 - ``POST /_sim/rate`` ``{"rate": 100, "mode": "model"|"flood"}``
 - ``POST /_sim/faults/<name>`` with the keyword arguments of ``Faults.<name>``; bad frames are
-  ``/_sim/faults/malformed|truncated|truncated_frame|non_utf8|oversized``
+  ``/_sim/faults/<kind>`` for every kind of ``faults.BAD_FRAME_KINDS``
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from connector.simulator.faults import FaultError, Faults
+from connector.simulator.faults import BAD_FRAME_KINDS, FaultError, Faults
 from connector.simulator.http import Request, Response, error_body, json_response
 from connector.simulator.hub import Hub
 
 PREFIX = "/_sim"
-BAD_FRAMES = ("malformed", "truncated", "truncated_frame", "non_utf8", "oversized")
+BAD_FRAMES = BAD_FRAME_KINDS
 FAULTS = (
     "drop",
     "close",
@@ -35,6 +35,7 @@ FAULTS = (
     "duplicate",
     "reorder",
     "http_errors",
+    "raw_frame",
 )
 
 

@@ -12,6 +12,24 @@ from connector.simulator import frames
 from connector.simulator.channels import Channel
 from connector.simulator.hub import Hub, envelope_parts
 
+BAD_FRAME_KINDS = (
+    "malformed",
+    "truncated",
+    "truncated_frame",
+    "non_utf8",
+    "oversized",
+    "deep_array",
+    "lone_surrogate_correlation_id",
+    "lone_surrogate_metadata",
+    "lone_surrogate_topic",
+    "oversized_bad_json",
+)
+"""The kinds :meth:`Faults.bad_frame` sends (issue 8, defect 9, for the last five)."""
+
+DEEP_ARRAY_LEVELS = 1_100
+LONE_SURROGATE = b"\\ud800"
+"""A lone high surrogate as a JSON escape (six ASCII bytes): valid JSON syntax, invalid text."""
+
 
 class FaultError(LookupError):
     pass
@@ -144,7 +162,15 @@ class Faults:
     ) -> dict[str, Any]:
         """``malformed`` JSON, ``truncated`` JSON in a complete frame, ``truncated_frame``
         (header promises more bytes, then the TCP connection drops), ``non_utf8`` bytes in a
-        text frame, or ``oversized``: a valid, ledgered conversation event of ``size`` bytes."""
+        text frame, or ``oversized``: a valid, ledgered conversation event of ``size`` bytes.
+
+        Hostile frames, none ledgered (they are not events a connector must deliver):
+        ``deep_array`` (a JSON array nested 1,100 deep), ``lone_surrogate_correlation_id``,
+        ``lone_surrogate_metadata`` (in another metadata field), ``lone_surrogate_topic`` (in
+        ``topicName``): an event of a subscribed topic with ``"\\ud800"`` in that string; and
+        ``oversized_bad_json``: ``size`` bytes of unterminated JSON."""
+        if kind not in BAD_FRAME_KINDS:
+            raise FaultError(f"unknown bad frame kind {kind!r}")
         chans = self._channels(channel_id)
         for c in chans:
             sock = c.socket
@@ -162,17 +188,62 @@ class Faults:
                 sock.send_raw(frames.frame(b'{"topicName":"\xff\xfe\xc3\x28","eventBody":{}}'))
             elif kind == "oversized":
                 self._oversized(c, size)
-            else:
-                raise FaultError(f"unknown bad frame kind {kind!r}")
+            elif kind == "deep_array":
+                levels = DEEP_ARRAY_LEVELS
+                sock.send_raw(frames.frame(b"[" * levels + b"]" * levels))
+            elif kind.startswith("lone_surrogate_"):
+                sock.send_raw(frames.frame(self._lone_surrogate(c, kind)))
+            else:  # oversized_bad_json
+                sock.send_raw(frames.frame(b'{"topicName":"' + b"x" * max(0, size)))
         return self._done(chans)
+
+    def raw_frame(
+        self, payload: bytes | str, channel_id: str | None = None, binary: bool = False
+    ) -> dict[str, Any]:
+        """Send ``payload`` as one text (or ``binary``) frame, exactly as given, not ledgered."""
+        data = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+        chans = self._channels(channel_id)
+        for c in chans:
+            assert c.socket is not None
+            opcode = frames.OP_BINARY if binary else frames.OP_TEXT
+            c.socket.send_raw(frames.frame(data, opcode))
+        return self._done(chans)
+
+    def _lone_surrogate(self, ch: Channel, kind: str) -> bytes:
+        """A conversation event of one of ``ch``'s topics with ``\\ud800`` where ``kind`` says."""
+        topic = self._event_topic(ch).encode()
+        cid = self.hub.cids.of(0).encode()
+        metadata = b'{"CorrelationId":"' + cid + b'"}'
+        if kind == "lone_surrogate_correlation_id":
+            metadata = b'{"CorrelationId":"' + LONE_SURROGATE + b'"}'
+        elif kind == "lone_surrogate_metadata":
+            metadata = b'{"CorrelationId":"' + cid + b'","type":"member' + LONE_SURROGATE + b'"}'
+        elif kind == "lone_surrogate_topic":
+            topic += LONE_SURROGATE
+        else:
+            raise FaultError(f"unknown bad frame kind {kind!r}")
+        body = b'{"id":"00000000-0000-4000-8000-00000000fffd","participants":[]}'
+        return (
+            b'{"topicName":"'
+            + topic
+            + b'","version":"2","eventBody":'
+            + body
+            + b',"metadata":'
+            + metadata
+            + b"}"
+        )
+
+    @staticmethod
+    def _event_topic(ch: Channel) -> str:
+        conv_topics = sorted(t for t in ch.leaves if t.endswith(".conversations"))
+        return conv_topics[0] if conv_topics else (sorted(ch.leaves) or ["channel.metadata"])[0]
 
     def _sample_envelope(self, ch: Channel) -> bytes:
         head, tail = envelope_parts("channel.metadata", b'{"message":"WebSocket Heartbeat"}')
         return head + self.hub.cids.of(0).encode() + tail
 
     def _oversized(self, ch: Channel, size: int) -> None:
-        conv_topics = sorted(t for t in ch.leaves if t.endswith(".conversations"))
-        topic = conv_topics[0] if conv_topics else (sorted(ch.leaves) or ["channel.metadata"])[0]
+        topic = self._event_topic(ch)
         body = {
             "id": "00000000-0000-4000-8000-00000000ffff",
             "participants": [

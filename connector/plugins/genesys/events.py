@@ -22,12 +22,23 @@ kind                              frame
 
 Only ``EVENT`` becomes a record. Record building is done by :class:`RecordBuilder`, which
 resolves routing, key rule and schema once per family, never per record.
+
+Hostile input (issue 8, defect 9). :func:`classify` is the one decode/validate step: whatever
+it returns holds only values that encode as UTF-8 (so every header, key and Avro string built
+from them does) and whose nesting the parser accepted, and it never raises. The fast path is
+orjson alone; only a frame orjson refuses takes the slow path (the stdlib parser, for the
+>64-bit integers and NaN that orjson rejects, then a check for lone surrogates). A lone
+surrogate (``"\\ud800"`` as an escape) is **malformed input**, not repaired: Genesys never
+sends invalid UTF-16, so such a frame is not a Genesys event, and replacing the character
+would change a CorrelationId or a topic name into one Genesys never sent. Texts taken from a
+frame for logs and gap details are bounded (:func:`bounded_text`).
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +48,7 @@ import orjson
 
 from connector.api import Header, SourceRecord
 from connector.plugins.genesys import schemas, topics
+from connector.plugins.genesys.schemas import dumps
 
 HEARTBEAT_MESSAGE = "WebSocket Heartbeat"
 PONG_MESSAGE = "pong"
@@ -82,24 +94,97 @@ class Classified:
         return self.envelope.get("topicName") if self.envelope else None
 
 
-def _loads(payload: bytes | str) -> Any:
+TEXT_MAX = 500
+"""The longest text taken from a frame into a log line, a reason or a gap record's detail."""
+
+MAX_CORRELATION_ID = 256
+"""The longest ``metadata.CorrelationId`` accepted (Genesys sends a 36-character GUID). It is
+part of every source offset, which a huge one would make too large for the offsets topic."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class BadFrame(ValueError):
+    """A frame that is not a JSON text Genesys could have sent; the message is the reason."""
+
+
+def decode(payload: bytes | str) -> Any:
+    """The JSON value of a frame, holding only UTF-8-encodable strings.
+
+    Raises:
+        BadFrame: not UTF-8, not JSON, nested deeper than the parser accepts (orjson: 1,024
+            levels), or a string with a lone surrogate.
+    """
     try:
         return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        # orjson refuses integers beyond 64 bits and NaN; json accepts both. Invalid UTF-8
-        # fails in both and is reported as undecodable.
-        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
-        return json.loads(text)
+    except orjson.JSONDecodeError as exc:
+        refused = exc
+    # The slow path, for frames orjson refuses: it rejects integers beyond 64 bits and NaN,
+    # which the stdlib parser accepts; both refuse invalid UTF-8.
+    if isinstance(payload, bytes):
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadFrame(f"undecodable text: {exc.reason} at byte {exc.start}") from None
+    else:
+        text = payload
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise BadFrame(f"nested too deep: {refused}") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
+        raise BadFrame(f"bad JSON: {exc}") from None
+    if _has_lone_surrogate(value):
+        raise BadFrame(
+            f"lone surrogate: a string holds an unpaired UTF-16 surrogate, which Genesys never "
+            f"sends ({refused})"
+        )
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string or key in ``value`` is not encodable as UTF-8 (iterative: any depth)."""
+    stack = [value]
+    search = _SURROGATE.search
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and search(item):
+                return True
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return False
+
+
+def bounded_text(value: Any, limit: int = TEXT_MAX) -> str:
+    """Text of a decoded JSON value for a log line, a reason or a gap detail: at most about
+    ``limit`` characters, and never raising (not on nesting, size or a 10,000-digit number)."""
+    if type(value) is str:
+        text = value
+    elif value is None or type(value) in (bool, float):
+        text = str(value)
+    elif type(value) is int:  # str() refuses more than 4,300 digits
+        text = str(value) if -(2**63) <= value < 2**64 else f"a {value.bit_length()}-bit integer"
+    else:
+        try:
+            text = dumps(value)
+        except ValueError:
+            text = f"a JSON {type(value).__name__} nested too deep to show"
+    if len(text) > limit:
+        return f"{text[:limit]}... ({len(text):,} characters)"
+    return text
 
 
 def classify(payload: bytes | str) -> Classified:
     """Parse one frame and say what it is. Never raises: bad input is ``MALFORMED``."""
     try:
-        frame = _loads(payload)
-    except UnicodeDecodeError as exc:
-        return Classified(FrameKind.MALFORMED, message=f"undecodable text: {exc.reason}")
-    except ValueError as exc:
-        return Classified(FrameKind.MALFORMED, message=f"bad JSON: {exc}")
+        frame = decode(payload)
+    except BadFrame as exc:
+        return Classified(FrameKind.MALFORMED, message=str(exc))
     if type(frame) is not dict:
         return Classified(
             FrameKind.MALFORMED, message=f"wrong envelope: a JSON {type(frame).__name__}"
@@ -107,9 +192,9 @@ def classify(payload: bytes | str) -> Classified:
     topic = frame.get("topicName")
     if topic is None:
         if "result" in frame:
-            result = str(frame.get("result"))
+            result = bounded_text(frame.get("result"))
             message = frame.get("message")
-            text = message if isinstance(message, str) else None
+            text = bounded_text(message) if isinstance(message, str) else None
             kind = FrameKind.CHANNEL_GONE if result == "404" else FrameKind.REPLY
             return Classified(kind, frame, text or f"result {result}")
         return Classified(FrameKind.MALFORMED, frame, "wrong envelope: no topicName")
@@ -122,7 +207,7 @@ def classify(payload: bytes | str) -> Classified:
             return Classified(FrameKind.HEARTBEAT, frame)
         if message == PONG_MESSAGE:
             return Classified(FrameKind.PONG, frame)
-        return Classified(FrameKind.METADATA, frame, str(message))
+        return Classified(FrameKind.METADATA, frame, bounded_text(message))
     if topic.startswith("v2.system"):
         return _system(topic, frame, body)
     if type(body) is not dict:
@@ -135,7 +220,7 @@ def _system(topic: str, frame: dict[str, Any], body: Any) -> Classified:
     body = body if type(body) is dict else {}
     system_type = body.get("systemTopicType")
     message = body.get("message") or body.get("reason") or system_type
-    text = str(message) if message is not None else topic
+    text = bounded_text(message if message is not None else topic)
     if topic == "v2.system.socket_closing":
         return Classified(FrameKind.SOCKET_CLOSING, frame, text)
     if topic.startswith("v2.system.no_longer_subscribed") or system_type == "no_longer_subscribed":
@@ -154,16 +239,24 @@ def correlation_id(envelope: Mapping[str, Any]) -> str | None:
     return None
 
 
+MAX_TIME_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the latest record timestamp accepted from a body."""
+
+
 def parse_time_ms(value: Any) -> int | None:
-    """Epoch ms from an epoch-ms number or an ISO-8601 text; ``None`` if neither."""
+    """Epoch ms from an epoch-ms number or an ISO-8601 text; ``None`` if neither, or if it is
+    outside 1970..9999 (Kafka refuses negative timestamps, and librdkafka raises on one beyond
+    64 bits instead of failing the delivery)."""
     if type(value) is int:
-        return value
-    if type(value) is str and value:
+        found = value
+    elif type(value) is str and value:
         try:
-            return int(datetime.fromisoformat(value).timestamp() * 1000)
-        except ValueError:
+            found = int(datetime.fromisoformat(value).timestamp() * 1000)
+        except (ValueError, OverflowError, OSError):
             return None
-    return None
+    else:
+        return None
+    return found if 0 <= found <= MAX_TIME_MS else None
 
 
 def _dig(body: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -200,8 +293,10 @@ class RecordBuilder:
     - source partition ``{"topic": <genesys topic>}``; source offset
       ``{"event_time_ms", "correlation_id", "seen_ms"}`` (see ``task.py``).
 
-    Raises ``TypeError`` only if the body is not a JSON object, which :func:`classify` already
-    reports as ``MALFORMED``.
+    Raises ``TypeError`` if the body is not a JSON object (which :func:`classify` already
+    reports as ``MALFORMED``) and ``ValueError`` for an event that cannot be a record: a value
+    nested too deep to write as JSON text, or a CorrelationId over
+    :data:`MAX_CORRELATION_ID` characters. The task returns both as malformed input.
     """
 
     def __init__(self, router: topics.Router) -> None:
@@ -258,20 +353,25 @@ class RecordBuilder:
                 event_ms = found
 
         correlation = correlation_id(envelope)
+        if correlation is not None and len(correlation) > MAX_CORRELATION_ID:
+            raise ValueError(
+                f"metadata.CorrelationId has {len(correlation):,} characters (at most "
+                f"{MAX_CORRELATION_ID}; Genesys sends a GUID)"
+            )
         version = envelope.get("version")
         headers: list[Header] = [(HEADER_TOPIC, topic)]
         if version is not None:
-            headers.append((HEADER_VERSION, str(version)))
+            headers.append((HEADER_VERSION, version if type(version) is str else dumps(version)))
         if correlation is not None:
             headers.append((HEADER_CORRELATION_ID, correlation))
         metadata = envelope.get("metadata")
         plain = type(metadata) is dict and len(metadata) == 1 and correlation is not None
         if metadata is not None and not plain:
-            headers.append((HEADER_METADATA, schemas.dumps(metadata)))
+            headers.append((HEADER_METADATA, dumps(metadata)))
         if len(envelope) > 4 or not _ENVELOPE_KEYS.issuperset(envelope):
             extra = {k: v for k, v in envelope.items() if k not in _ENVELOPE_KEYS}
             if extra:
-                headers.append((HEADER_ENVELOPE_UNKNOWN, schemas.dumps(extra)))
+                headers.append((HEADER_ENVELOPE_UNKNOWN, dumps(extra)))
 
         return SourceRecord(
             topic=route.kafka_topic,

@@ -58,11 +58,22 @@ class _Misfit(Exception):
 
 
 def dumps(value: Any) -> str:
-    """JSON text of a decoded JSON value (orjson, falling back to json for >64-bit ints)."""
+    """JSON text of a decoded JSON value.
+
+    orjson, falling back to json for what orjson refuses: integers beyond 64 bits, and values
+    nested deeper than its 254 levels (a frame may nest up to 1,024).
+
+    Raises:
+        ValueError: nested too deep for json as well (Python's recursion limit); the event
+            cannot be a record.
+    """
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        except RecursionError:
+            raise ValueError("a value is nested too deep to write as JSON text") from None
 
 
 def _string(value: Any) -> Any:

@@ -167,6 +167,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._fatal: BaseException | None = None
         self._dedupe = DuplicateFilter(30_000, 200_000)
         self._rejected: dict[str, dict[str, Any]] = {}
+        self._subscribed: frozenset[str] = frozenset()
         self._status_lock = threading.Lock()
         self._gaps_reported = 0
         self._stopped = threading.Event()
@@ -207,6 +208,7 @@ class GenesysNotificationsSourceTask(SourceTask):
                 if committed:
                     self._offsets[topic] = committed
         self._states = {p.index: _SessionState() for p in plans}
+        self._subscribed = frozenset(t for p in plans for t in p.topics)
         self._buffer = EventBuffer(config.buffer_capacity)
         client = ChannelsClient(
             hosts.api,
@@ -264,17 +266,31 @@ class GenesysNotificationsSourceTask(SourceTask):
         first frame."""
         if self._fatal is not None:
             raise ConnectorError(f"Genesys refused the OAuth client: {self._fatal}")
-        assert self._buffer is not None and self._config is not None
+        ctx = self._ctx
+        assert ctx is not None and self._buffer is not None and self._config is not None
         records, self._pending = self._pending, []
         frames = self._buffer.drain(self._config.poll_max_records, 0 if records else timeout_s)
         for frame in frames:
             if frame.source.startswith(CONTROL_PREFIX):
                 self._control(frame, records)
-            else:
+                continue
+            try:
                 self._frame(frame, records)
+            except Exception as exc:  # a plugin bug must cost this frame only, not the stream
+                ctx.logger.exception("cannot handle a frame from %s", frame.source)
+                reason = f"cannot handle the frame: {type(exc).__name__}: {exc}"
+                records.append(self._malformed(frame, events.bounded_text(reason), exc))
         return records
 
     def _frame(self, frame: Frame, out: list[Polled]) -> None:
+        """One data frame -> a record, malformed input, a connection change, or nothing.
+
+        What a hostile frame can do is settled in :func:`events.classify` (decoding) and
+        :meth:`RecordBuilder.build` (a value that cannot be written); an event whose topicName
+        is not one this task subscribed to (exactly: Genesys sends topic names as subscribed,
+        NOTIFICATIONS_API.md §4.2) is malformed too, for each topicName becomes a source
+        partition in the offsets topic forever, and a key of the topic-match cache.
+        """
         ctx, manager, builder = self._ctx, self._manager, self._builder
         assert ctx is not None and manager is not None and builder is not None
         received_ms = frame.received_ns // 1_000_000
@@ -286,18 +302,21 @@ class GenesysNotificationsSourceTask(SourceTask):
         classified = events.classify(frame.payload)
         kind = classified.kind
         if kind is FrameKind.EVENT:
+            assert classified.envelope is not None
+            topic: str = classified.envelope["topicName"]
+            if topic not in self._subscribed:
+                reason = f"topicName {events.bounded_text(topic, 300)!r} is not subscribed here"
+                out.append(self._malformed(frame, reason, None))
+                return
             if self._dedupe.is_duplicate(frame.payload, received_ms):
                 ctx.count("duplicates_dropped")
                 return
-            assert classified.envelope is not None
             try:
                 record = builder.build(classified.envelope, received_ms)
             except (TypeError, ValueError) as exc:
                 out.append(self._malformed(frame, f"cannot build a record: {exc}", exc))
                 return
-            self._offsets[classified.envelope["topicName"]] = cast(
-                Mapping[str, Any], record.source_offset
-            )
+            self._offsets[topic] = cast(Mapping[str, Any], record.source_offset)
             out.append(record)
         elif kind in (FrameKind.HEARTBEAT, FrameKind.PONG):
             return  # liveness is the receiver's watchdog; the frame already counted
@@ -345,9 +364,14 @@ class GenesysNotificationsSourceTask(SourceTask):
             state.pending = _Gap(from_ms, reason, message or reason, channel_id)
 
     def _malformed(self, frame: Frame, reason: str, exc: BaseException | None) -> MalformedInput:
+        """The frame as a dead letter. Its payload is bytes (a ``str`` frame with a lone
+        surrogate is kept as its surrogate-escaped bytes), so the runtime can always write it."""
         assert self._ctx is not None
         self._ctx.count("malformed_frames")
-        return MalformedInput(frame.payload, reason, exception=exc)
+        payload = frame.payload
+        if type(payload) is str:
+            payload = payload.encode("utf-8", "surrogatepass")
+        return MalformedInput(payload, reason, exception=exc)
 
     # --- control frames: connection changes in stream order ------------------------------------
     def _control(self, frame: Frame, out: list[Polled]) -> None:

@@ -68,12 +68,19 @@ def compile_path(path: str) -> FieldGetter:
 
 def render_scalar(value: Any) -> str | None:
     """The text of a key or topic part: strings as-is, numbers and booleans as JSON, objects
-    and arrays as compact JSON; ``None`` for JSON null or a missing field."""
+    and arrays as compact JSON; ``None`` for JSON null or a missing field.
+
+    Raises:
+        ValueError: an object or array nested deeper than orjson writes (254 levels).
+    """
     if value is MISSING or value is None:
         return None
     if type(value) is str:
         return value
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"a JSON {type(value).__name__} that cannot be rendered: {exc}") from None
 
 
 class TopicTemplate:
@@ -133,7 +140,8 @@ class TopicTemplate:
             topic = self._render_parts(message)
         if topic not in self._valid:
             if not is_valid_topic(topic):
-                raise ValueError(f"topic {topic!r} from template {self.template!r}: {TOPIC_RULE}")
+                shown = topic if len(topic) <= 300 else f"{topic[:300]}... ({len(topic):,} chars)"
+                raise ValueError(f"topic {shown!r} from template {self.template!r}: {TOPIC_RULE}")
             if len(self._valid) < 10_000:  # bounded: field values are untrusted input
                 self._valid.add(topic)
         return topic
@@ -160,25 +168,42 @@ def is_valid_topic(topic: str) -> bool:
     return bool(_KAFKA_TOPIC.match(topic)) and topic not in (".", "..")
 
 
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the latest record timestamp taken from a message."""
+
+
 def parse_timestamp_ms(value: Any) -> int | None:
     """Epoch milliseconds from an epoch-ms number, a digit string, or an ISO-8601 string.
 
-    Naive ISO times are taken as UTC. Returns ``None`` when ``value`` is none of those.
+    Naive ISO times are taken as UTC. Returns ``None`` when ``value`` is none of those, or is
+    outside 1970..9999: Kafka refuses negative timestamps, and librdkafka raises (instead of
+    failing the delivery) on one beyond 64 bits.
 
     >>> parse_timestamp_ms(1700000000123), parse_timestamp_ms("2023-11-14T22:13:20.123Z")
     (1700000000123, 1700000000123)
     """
     kind = type(value)
-    if kind is int or kind is float:
-        return int(value)
-    if kind is not str:
+    if kind is int:
+        found = value
+    elif kind is float:
+        if not 0 <= value <= MAX_TIMESTAMP_MS:  # also NaN and infinities
+            return None
+        found = int(value)
+    elif kind is not str:
         return None
-    if value.isdigit():
-        return int(value)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // _ONE_MS  # integer arithmetic: no float rounding of the ms
+    elif value.isascii() and value.isdigit():  # not "²", which isdigit() accepts and int() not
+        if len(value) > 15:
+            return None
+        found = int(value)
+    else:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
+            found = (parsed - _EPOCH) // _ONE_MS  # integer arithmetic: no float rounding
+        except OverflowError:
+            return None
+    return found if 0 <= found <= MAX_TIMESTAMP_MS else None

@@ -115,7 +115,11 @@ class RecordPipeline:
         try:
             for index, item in enumerate(batch):
                 partition = item.source_partition
-                partition_key = dumps(partition) if partition is not None else None
+                try:
+                    partition_key = dumps(partition) if partition is not None else None
+                except TypeError as exc:  # it could never be committed: fail it, move no offset
+                    item = _unkeyable(item, exc)
+                    partition, partition_key = None, None
                 if type(item) is MalformedInput:
                     failure = _malformed(item)
                     if not self._fail(failure, partition_key):
@@ -156,13 +160,22 @@ class RecordPipeline:
                     convert_retries.succeeded()
                 if topic not in known_topics:
                     self.ensure_topic(topic)
+                headers = record.headers
+                if headers and not _header_names_are_utf8(headers):
+                    # librdkafka crashes the process on such a name: never hand it over
+                    failure = _record_failure(
+                        record, Stage.KAFKA_PRODUCE, ValueError("a header name is not UTF-8")
+                    )
+                    if not self._fail(failure, partition_key):
+                        return SendResult(batch[index:], QUEUE_FULL_WAIT_S)
+                    continue
                 handle = submit(partition_key, partition, record.source_offset)
                 try:
                     produce(
                         topic,
                         value,
                         key,
-                        headers=record.headers,
+                        headers=headers,
                         timestamp=record.timestamp_ms or 0,
                         on_delivery=handle.on_delivery,
                     )
@@ -243,6 +256,28 @@ class RecordPipeline:
         return True
 
 
+def _header_names_are_utf8(headers: Any) -> bool:
+    for header in headers:
+        name = header[0]
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+def _unkeyable(item: Polled, exc: TypeError) -> MalformedInput:
+    """An item whose source partition is not JSON: dead-letter it without a partition."""
+    malformed = type(item) is MalformedInput
+    payload = item.payload if malformed else _record_bytes(item.value)  # type: ignore[union-attr]
+    return MalformedInput(
+        payload,
+        f"source partition {item.source_partition!r:.200} cannot be stored as JSON: {exc}",
+        exception=exc,
+    )
+
+
 def _malformed(item: MalformedInput) -> Failure:
     payload = item.payload
     if isinstance(payload, str):
@@ -272,8 +307,20 @@ def _record_failure(
         record.source_offset,
         topic=record.topic,
         key=key if key is not None else _key_bytes(record.key),
+        headers=_safe_headers(record.headers),
         exception=exc,
     )
+
+
+def _safe_headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    """The record's headers as the dead letter carries them: any text made valid UTF-8, so
+    that what made the record fail cannot fail its dead letter too."""
+    safe: list[tuple[str, bytes | None]] = []
+    for name, value in headers or ():
+        if isinstance(value, str):
+            value = value.encode("utf-8", "backslashreplace")
+        safe.append((name.encode("utf-8", "backslashreplace").decode("utf-8"), value))
+    return safe
 
 
 def _record_bytes(value: Any) -> bytes | None:
@@ -284,8 +331,11 @@ def _record_bytes(value: Any) -> bytes | None:
         return value.encode("utf-8", "surrogatepass")
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # not JSON-able, or a lone surrogate inside
-        return repr(value).encode("utf-8", "backslashreplace")
+    except TypeError:  # not JSON-able, a lone surrogate inside, nested too deep
+        try:
+            return repr(value).encode("utf-8", "backslashreplace")
+        except RecursionError:
+            return f"<{type(value).__name__} nested too deep to print>".encode()
 
 
 def _key_bytes(key: Any) -> bytes | None:

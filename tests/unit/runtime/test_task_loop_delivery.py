@@ -461,3 +461,40 @@ def test_an_oversized_record_is_dead_lettered_truncated_with_its_size_and_digest
     assert harness.store.committed() == {"s0": 1}
     assert harness.status.state == State.RUNNING
     harness.stop()
+
+
+def test_a_header_name_that_is_not_utf8_is_dead_lettered_never_handed_to_librdkafka() -> None:
+    bad = SourceRecord(
+        "orders",
+        {"seq": 0},
+        key="s0:0",
+        source_partition={"stream": "s0"},
+        source_offset={"seq": 0},
+        headers=[("\ud800", b"x"), ("fine", "\udfff value")],
+    )
+    harness = Harness(ScriptedTask([[bad, record(1)]]), connector_config=DLQ).start()
+    (dead,) = harness.produced(1, topic="dlq")
+    assert dead.header("__connect.errors.stage") == "KAFKA_PRODUCE"
+    assert "header name is not UTF-8" in dead.header("__connect.errors.exception.message")
+    names = [name for name, _ in dead.headers]
+    assert all(name.encode("utf-8") for name in names)  # the dead letter itself is safe
+    (ok,) = harness.produced(1)
+    dead.ack()
+    ok.ack()
+    harness.commit_cycle()
+    assert harness.store.committed() == {"s0": 1}
+    harness.stop()
+
+
+def test_a_source_partition_that_is_not_json_is_dead_lettered_without_moving_offsets() -> None:
+    odd = SourceRecord("orders", {"seq": 0}, source_partition={"p": {1, 2}}, source_offset={})
+    harness = Harness(ScriptedTask([[odd, record(0)]]), connector_config=DLQ).start()
+    (dead,) = harness.produced(1, topic="dlq")
+    assert "cannot be stored as JSON" in dead.header("__connect.errors.exception.message")
+    (ok,) = harness.produced(1)
+    dead.ack()
+    ok.ack()
+    harness.commit_cycle()
+    assert harness.store.committed() == {"s0": 0}
+    assert harness.status.state == State.RUNNING
+    harness.stop()

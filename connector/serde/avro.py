@@ -215,7 +215,7 @@ class _Unsupported(Exception):
     """The schema uses something :func:`compile_writer` does not compile (fastavro is used)."""
 
 
-class _Compiler:
+class _WriterCompiler:
     """Generates one Python function per named record of a parsed (fastavro) schema."""
 
     def __init__(self, named: Mapping[str, Any]) -> None:
@@ -419,7 +419,7 @@ def compile_writer(parsed: Any) -> Writer:
     """A :data:`Writer` for a schema parsed by fastavro (``parse_schema``): generated Python,
     or fastavro itself when the schema uses something not compiled."""
     named = dict(parsed.get("__named_schemas", {})) if isinstance(parsed, dict) else {}
-    compiler = _Compiler(named)
+    compiler = _WriterCompiler(named)
     try:
         lines = ["def _top(v, out):"]
         compiler.emit(parsed, "v", lines, 1, "the value")

@@ -26,7 +26,7 @@ always be rebuilt: take the typed fields that are not null, and merge each level
 loss is the distinction between an explicit JSON ``null`` and an absent key.
 
 The fit is compiled once per schema into nested closures (no per-event reflection): a record
-converter is a dict lookup per key plus a type check per value.
+fitter is a dict lookup per key plus a type check per value.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ SCHEMAS_DIR: Traversable = files("connector.plugins.genesys") / "avro"
 ENVELOPE_SCHEMA = "NotificationEnvelope"
 GAP_SCHEMA = "GapRecord"
 
-Converter = Callable[[Any], Any]
+Fitter = Callable[[Any], Any]
+"""Fits one decoded JSON value to its Avro type (the body of a typed record)."""
 
 
 class _Misfit(Exception):
@@ -108,7 +109,7 @@ def _boolean(value: Any) -> Any:
     raise _Misfit
 
 
-_PRIMITIVES: dict[str, Converter] = {
+_PRIMITIVES: dict[str, Fitter] = {
     "string": _string,
     "long": _long,
     "int": _int,
@@ -118,16 +119,16 @@ _PRIMITIVES: dict[str, Converter] = {
 }
 
 
-_EXACT_TYPES: dict[Converter, type] = {_string: str, _boolean: bool}
+_EXACT_TYPES: dict[Fitter, type] = {_string: str, _boolean: bool}
 
 
-class _Compiler:
-    """Turns one parsed ``.avsc`` definition into a converter, resolving named references."""
+class _FitterCompiler:
+    """Turns one parsed ``.avsc`` definition into a fitter, resolving named references."""
 
     def __init__(self) -> None:
-        self.named: dict[str, Converter] = {}
+        self.named: dict[str, Fitter] = {}
 
-    def compile(self, avro_type: Any, namespace: str | None) -> Converter:
+    def compile(self, avro_type: Any, namespace: str | None) -> Fitter:
         if isinstance(avro_type, str):
             if avro_type in _PRIMITIVES:
                 return _PRIMITIVES[avro_type]
@@ -150,7 +151,7 @@ class _Compiler:
             return _PRIMITIVES[kind]
         raise ValueError(f"unsupported Avro type {avro_type}")
 
-    def _reference(self, name: str, namespace: str | None) -> Converter:
+    def _reference(self, name: str, namespace: str | None) -> Fitter:
         full = name if "." in name or not namespace else f"{namespace}.{name}"
         named = self.named
 
@@ -159,16 +160,16 @@ class _Compiler:
 
         return named.get(full, resolve)
 
-    def _record(self, definition: Mapping[str, Any], namespace: str | None) -> Converter:
+    def _record(self, definition: Mapping[str, Any], namespace: str | None) -> Fitter:
         namespace = definition.get("namespace", namespace)
         name = definition["name"]
         full = name if "." in name or not namespace else f"{namespace}.{name}"
-        fields: dict[str, Converter] = {}
+        fields: dict[str, Fitter] = {}
         exact: dict[str, type] = {}
         template: dict[str, Any] = {}
         has_unknown = False
-        converter = _record(fields, exact, template)
-        self.named[full] = converter
+        fitter = _record(fields, exact, template)
+        self.named[full] = fitter
         for field in definition["fields"]:
             field_name = field["name"]
             template[field_name] = field.get("default")
@@ -183,12 +184,10 @@ class _Compiler:
                     exact[field_name] = _EXACT_TYPES[fit]
         if not has_unknown:
             raise ValueError(f"record {full} has no {UNKNOWN_FIELDS} field: it would drop data")
-        return converter
+        return fitter
 
 
-def _record(
-    fields: dict[str, Converter], exact: dict[str, type], template: dict[str, Any]
-) -> Converter:
+def _record(fields: dict[str, Fitter], exact: dict[str, type], template: dict[str, Any]) -> Fitter:
     """``exact`` holds the fields whose fit is "this exact Python type, kept as is" (strings,
     booleans): they are checked inline, without a call per value (most leaves are strings)."""
     get = fields.get
@@ -229,7 +228,7 @@ def _record(
     return convert
 
 
-def _array(item: Converter) -> Converter:
+def _array(item: Fitter) -> Fitter:
     def convert(value: Any) -> Any:
         if type(value) is not list:
             raise _Misfit
@@ -238,7 +237,7 @@ def _array(item: Converter) -> Converter:
     return convert
 
 
-def _map(fit: Converter) -> Converter:
+def _map(fit: Fitter) -> Fitter:
     def convert(value: Any) -> Any:
         if type(value) is not dict:
             raise _Misfit
@@ -260,7 +259,7 @@ class FamilySchema:
             else AvroSchema(f"{NAMESPACE}.{name}", definition)
         )
         definition = self.avro.definition
-        top = _Compiler().compile(dict(definition), NAMESPACE)
+        top = _FitterCompiler().compile(dict(definition), NAMESPACE)
 
         def to_avro(body: Any) -> dict[str, Any]:
             try:

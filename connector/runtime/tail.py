@@ -24,6 +24,9 @@ class AvroDecoder:
         self._client = SchemaRegistryClient({"url": registry_url})
         self._schemas: dict[int, Any] = {}
 
+    def close(self) -> None:
+        self._client.close()
+
     def decode(self, data: bytes | None) -> Any:
         if data is None:
             return None
@@ -92,3 +95,4 @@ def tail_topic(
                 return
     finally:
         consumer.close()
+        decoder.close()

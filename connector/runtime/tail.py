@@ -20,7 +20,8 @@ class AvroDecoder:
     """Decodes Confluent wire-format Avro; non-Avro bytes are returned as JSON or text."""
 
     def __init__(self, registry_url: str) -> None:
-        self._deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+        self._client = SchemaRegistryClient({"url": registry_url})
+        self._deserialize = AvroDeserializer(self._client)
 
     def close(self) -> None:
         self._client.close()

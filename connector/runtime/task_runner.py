@@ -147,7 +147,7 @@ class SourceTaskRunner:
         except BaseException as exc:
             self.error = exc
             self.status.set(State.FAILED, "".join(traceback.format_exception(exc)))
-            logger.error("task %s failed: %s", self.name, exc)
+            logger.error("task %s failed: %s", self.name, str(exc))  # no reference to exc kept
             self._stop_task_quietly()
             # Connect's final commit after a failure: wait (bounded) for the acks of records
             # already sent, so that the restarted task does not send them again.

@@ -89,13 +89,14 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker.start()
     rest = None
-    if deployment.worker.rest_port is not None:
-        rest = RestServer(worker, deployment.worker.rest_host, deployment.worker.rest_port)
+    address = deployment.worker.rest_address()
+    if address is not None:  # before the worker starts: /health answers "starting" meanwhile
+        rest = RestServer(worker, *address)
         rest.start()
         print(f"REST API on {rest.url}", file=sys.stderr)
     try:
+        worker.start()
         worker.run(stop)
     finally:
         if rest is not None:

@@ -97,6 +97,11 @@ class RecordPipeline:
             self._ensure_topic(topic)
             self._known_topics.add(topic)
 
+    def forget_topics(self) -> None:
+        """Ask the worker about each topic again on its next record (after a topic-tracking
+        reset, so that the topics still in use are tracked again)."""
+        self._known_topics = set()
+
     # -- send ------------------------------------------------------------------------------
 
     def send(self, batch: list[Polled]) -> SendResult:

@@ -87,6 +87,7 @@ class OffsetCommitter:
         self._succeeded = metrics.offset_commits.labels(**labels, outcome="success")
         self._failed = metrics.offset_commits.labels(**labels, outcome="failure")
         self._in_flight = metrics.in_flight.labels(**labels)
+        self._metrics, self._task_id = metrics, task_id
 
     def tick(self) -> None:
         """Finish the write in flight if it is done, and start the next one when it is due."""
@@ -129,6 +130,7 @@ class OffsetCommitter:
             )
         except Exception as exc:
             self._failed.inc()
+            self._metrics.observe_commit(self._connector_name, self._task_id, None)
             self._next_write = now + self._retry.next_delay()
             logger.warning("offset commit of %s failed, will retry: %s", self._connector_name, exc)
             return
@@ -146,6 +148,7 @@ class OffsetCommitter:
             self._write_started + self._interval_s
         )  # the interval runs from the start
         self._succeeded.inc()
+        self._metrics.observe_commit(self._connector_name, self._task_id, now - self._write_started)
         self._on_committed()
 
     def _abandon(self, now: float, reason: str) -> None:
@@ -155,5 +158,6 @@ class OffsetCommitter:
             self._uncommitted.setdefault(key, value)
         self._committing = {}
         self._failed.inc()
+        self._metrics.observe_commit(self._connector_name, self._task_id, None)
         self._next_write = now + self._retry.next_delay()
         logger.warning("offset commit of %s failed, will retry: %s", self._connector_name, reason)

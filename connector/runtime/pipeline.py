@@ -89,6 +89,7 @@ class RecordPipeline:
         self._written = metrics.records_written.labels(**labels)
         self._filtered = metrics.records_filtered.labels(**labels)
         self._dead_lettered = metrics.dead_lettered.labels(**labels)
+        self._dead_letter_failures = metrics.dead_letter_failures.labels(**labels)
         self._refusals: list[Refusal] = []  # refused records still to be decided on
 
     def ensure_topic(self, topic: str) -> None:
@@ -212,6 +213,7 @@ class RecordPipeline:
         except BufferError:
             return False
         except Exception as exc:
+            self._dead_letter_failures.inc()
             raise TaskFailedError(
                 f"could not write a dead letter to {writer.topic} (stage {failure.stage}, "
                 f"reason: {failure.reason}): {type(exc).__name__}: {exc}"

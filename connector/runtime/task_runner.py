@@ -105,6 +105,7 @@ class SourceTaskRunner:
             clock=clock,
         )
         self._poll_retries = self.policy.retry_budget()
+        self._metrics = metrics
         self._polled = metrics.records_polled.labels(
             connector=ctx.connector_name, task=str(ctx.task_id)
         )
@@ -233,6 +234,7 @@ class SourceTaskRunner:
         return self._poll()
 
     def _poll(self) -> list[Polled]:
+        started = time.monotonic()
         try:
             polled = self.task.poll(POLL_TIMEOUT_S)
         except RetriableError as exc:
@@ -245,6 +247,9 @@ class SourceTaskRunner:
             self._stop.wait(delay)
             return []
         self._poll_retries.succeeded()
+        self._metrics.observe_poll(
+            self.ctx.connector_name, self.ctx.task_id, time.monotonic() - started, len(polled)
+        )
         if polled:
             self._polled.inc(len(polled))
         return polled

@@ -23,6 +23,7 @@ from connector.api import SourceConnector, TaskFailedError
 from connector.backoff import ExponentialBackoff
 from connector.config.validate import ConnectorDeployment, Deployment
 from connector.runtime.context import RuntimeConnectorContext, RuntimeTaskContext
+from connector.runtime.kafka_logging import LibrdkafkaLogger
 from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.offset_store import KafkaOffsetStore, StoreOffsetReader
 from connector.runtime.producer import DataProducer
@@ -74,23 +75,27 @@ class Worker:
         self._topics_lock = threading.Lock()
         self._registry_clients: dict[str, Any] = {}
         self._stopping = threading.Event()
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(status=self.status)
         self._active_topics: dict[str, set[str]] = {}  # per connector (Connect's topic tracking)
 
     # -- start -----------------------------------------------------------------------------
 
     def start(self) -> None:
         worker = self.config
-        self._admin = AdminClient({"bootstrap.servers": worker.bootstrap_servers})
+        logs = self._kafka_logs.client_config()  # librdkafka's lines through Python logging
+        self._admin = AdminClient({"bootstrap.servers": worker.bootstrap_servers, **logs})
         self._offset_store = KafkaOffsetStore(
             worker.bootstrap_servers,
             worker.offset_storage_topic,
             partitions=worker.offset_storage_partitions,
             replication_factor=worker.offset_storage_replication_factor,
             flush_timeout_s=worker.offset_flush_timeout_ms / 1000.0,
+            client_config=logs,
         )
         self._offset_store.start(self._admin)
-        self._producer = DataProducer(worker.bootstrap_servers, worker.producer)
+        self._producer = DataProducer(
+            worker.bootstrap_servers, {**self._producer_observability(), **worker.producer}
+        )
         for deployment in self.deployment.connectors:
             self._start_connector(deployment)
 
@@ -318,6 +323,16 @@ class Worker:
     # supervisor never sees a half-done change.
 
     _operations_lock = threading.Lock()
+    _kafka_logs = LibrdkafkaLogger()
+
+    def _producer_observability(self) -> dict[str, Any]:
+        """librdkafka statistics into the metrics, its logs into Python logging (worker
+        ``producer.statistics.interval.ms`` overrides the interval; 0 turns statistics off)."""
+        return {
+            "statistics.interval.ms": 15000,
+            "stats_cb": self.metrics.producer_statistics,
+            **self._kafka_logs.client_config(),
+        }
 
     def started(self) -> bool:
         """True once :meth:`start` has started every connector of the deployment."""

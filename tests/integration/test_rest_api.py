@@ -51,6 +51,7 @@ def serving(
         registry=registry,
         offsets_topic=names("rest-offsets"),
         task_restart_max_retries=0,
+        producer_statistics_interval_ms=200,
         connectors=[datagen(name, topic, **settings)],
     )
     with running_worker(load(path)) as worker:
@@ -121,6 +122,18 @@ def test_endpoint_shapes_of_a_running_connector(
         assert (task["id"], task["state"]) == (1, "RUNNING") and task["worker_id"]
         missing = requests.get(f"{url}/connectors/{name}/tasks/7/status", timeout=10)
         assert (missing.status_code, missing.json()["error_code"]) == (404, 404)
+
+        labels = f'connector="{name}",task="0"'
+        broker_up = 'kafka_producer_broker_up{broker="127.0.0.1:9092"} 1.0'
+        wait_until(
+            lambda: broker_up in requests.get(f"{url}/metrics", timeout=10).text,
+            10,
+            "librdkafka statistics with the broker up",
+        )
+        scraped = requests.get(f"{url}/metrics", timeout=10).text
+        running = f'connector="{name}",status="running",task="0"'
+        assert f"kafka_connect_connector_task_status{{{running}}} 1.0" in scraped
+        assert f"kafka_connect_source_task_source_record_poll_total{{{labels}}} 0.0" not in scraped
 
         topic = info["config"]["datagen.topic"]
         assert _get(f"{url}/connectors/{name}/topics") == {name: {"topics": [topic]}}
@@ -207,6 +220,16 @@ def test_restarts_and_a_failed_task_in_health(
         assert f"task {name}-0 is FAILED" in health.json()["message"]
         task = _get(f"{url}/connectors/{name}/tasks/0/status")
         assert "Tolerance" in task["trace"] or "Error" in task["trace"]
+        scraped = requests.get(f"{url}/metrics", timeout=10).text
+        failed = f'connector="{name}",status="failed",task="0"'
+        assert f"kafka_connect_connector_task_status{{{failed}}} 1.0" in scraped
+        assert f'kafka_connect_worker_connector_failed_task_count{{connector="{name}"}} 2.0' in (
+            scraped
+        )
+        assert (
+            f'kafka_connect_task_error_total_record_errors{{connector="{name}",task="0"}} 1.0'
+            in (scraped)
+        )
 
         plain = requests.post(f"{url}/connectors/{name}/restart", timeout=30)
         assert plain.status_code == 204 and plain.content == b""

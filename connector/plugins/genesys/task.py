@@ -272,7 +272,28 @@ class GenesysNotificationsSourceTask(SourceTask):
                 self._control(frame, records)
             else:
                 self._frame(frame, records)
+        self._publish_gauges()
         return records
+
+    def _publish_gauges(self) -> None:
+        """The streaming gauges every WebSocket source shares (docs/OPERATIONS.md), at most
+        once a second: buffer depth and capacity, connected sockets, last frame per channel."""
+        ctx, manager, buffer = self._ctx, self._manager, self._buffer
+        if ctx is None or manager is None or buffer is None:
+            return
+        now = ctx.clock()
+        if now < getattr(self, "_gauges_due", 0.0):
+            return
+        self._gauges_due = now + 1.0
+        stats = buffer.stats()
+        ctx.gauge("buffer_depth", stats["depth"])
+        ctx.gauge("buffer_capacity", stats["capacity"])
+        channels = manager.status()
+        ctx.gauge("sockets_connected", sum(1 for c in channels if c["connected"]))
+        for index, state in self._states.items():
+            if state.last_frame_ms:
+                last = max(state.last_frame_ms.values()) / 1000
+                ctx.gauge("last_frame_timestamp_seconds", last, channel=str(index))
 
     def _frame(self, frame: Frame, out: list[Polled]) -> None:
         ctx, manager, builder = self._ctx, self._manager, self._builder
@@ -300,6 +321,12 @@ class GenesysNotificationsSourceTask(SourceTask):
             )
             out.append(record)
         elif kind in (FrameKind.HEARTBEAT, FrameKind.PONG):
+            if session is not None:
+                ctx.gauge(
+                    "last_heartbeat_timestamp_seconds",
+                    received_ms / 1000,
+                    channel=str(session.index),
+                )
             return  # liveness is the receiver's watchdog; the frame already counted
         elif kind is FrameKind.MALFORMED:
             out.append(self._malformed(frame, classified.message or "malformed frame", None))
@@ -433,6 +460,10 @@ class GenesysNotificationsSourceTask(SourceTask):
     ) -> None:
         assert self._ctx is not None
         self._gaps_reported += count
+        # windows and seconds, whatever the number of topics a window covers
+        self._ctx.count("gap_windows", reason=reason)
+        if from_ms is not None:
+            self._ctx.count("gap_seconds", max(0, to_ms - from_ms) / 1000, reason=reason)
         self._ctx.logger.warning(
             "GAP channel %d: %d topics may have lost events from %s to %s (%s); gap records "
             "written to %s",

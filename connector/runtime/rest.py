@@ -621,6 +621,9 @@ class RestServer:
             if user is not None and password is not None:
                 auth = (user, password.get_secret_value())
         self.app = create_app(worker, auth=auth)
+        server_log = logging.getLogger("uvicorn.error")  # its start banner says nothing useful
+        if server_log.level == logging.NOTSET:
+            server_log.setLevel(logging.WARNING)
         self._server = uvicorn.Server(
             uvicorn.Config(
                 self.app,

@@ -1,5 +1,5 @@
-"""The `connector` command line: run | validate | plugins | offsets | tail | simulate | devstack |
-demo | examples.
+"""The `connector` command line: run | validate | status | plugins | offsets | tail | docs |
+simulate | devstack | demo | examples.
 
 Each area owns its sub-command in its own module (``register(subparsers)``); this module only
 assembles them, so a slow import (the simulator, the registry client) is paid only when used.
@@ -19,6 +19,7 @@ from connector.logs import EXIT_USAGE, configure, parse_level
 # (module, attribute) pairs; each module exposes ``register(subparsers) -> None``.
 _COMMAND_MODULES: tuple[str, ...] = (
     "connector.runtime.cli",
+    "connector.config.docs",
     "connector.simulator.cli",
     "connector.devstack.cli",
     "connector.demo",

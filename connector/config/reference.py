@@ -148,6 +148,8 @@ def connector_keys() -> list[ConfigKey]:
     ``connector.class`` (both are accepted)."""
     keys = []
     for key in model_keys(ConnectorConfig, COMMON_GROUP):
+        if key.name.endswith(".*"):
+            continue  # the maps handed on verbatim (key.converter.* ...): documented as prefixes
         group = next((g for p, g in _CONNECTOR_GROUPS.items() if key.name.startswith(p)), None)
         if key.name == "plugin":
             key = ConfigKey(
@@ -166,7 +168,10 @@ def connector_keys() -> list[ConfigKey]:
 
 
 def worker_keys() -> list[ConfigKey]:
-    return model_keys(WorkerConfig, WORKER_GROUP)
+    """The worker's keys; its ``producer.*`` and ``schema.registry.*`` maps are documented as
+    prefixes."""
+    maps = frozenset({"producer", "schema.registry"})
+    return model_keys(WorkerConfig, WORKER_GROUP, exclude=maps)
 
 
 def to_connect_string(value: Any) -> str | None:

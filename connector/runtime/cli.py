@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="also check online: broker, schema registry, plugin credentials and permissions",
     )
+    validate.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one object on stdout (valid, connectors, issues, warnings) for machines",
+    )
     validate.set_defaults(handler=_validate)
 
     status = subparsers.add_parser(
@@ -222,7 +228,30 @@ def _expected_start_failures() -> tuple[type[BaseException], ...]:
     return (KafkaException, OffsetStoreError, OSError, TimeoutError)
 
 
+def _validate_json(args: argparse.Namespace) -> int:
+    """``validate --format json``: the same checks, reported as one JSON object."""
+    from connector.config.validate import validate_paths
+
+    def issue(item: Any) -> dict[str, Any]:
+        return {"file": item.file, "line": item.line, "path": item.path, "message": item.message}
+
+    deployment, issues = validate_paths(args.files)
+    problems = _connection_checks(deployment) if deployment is not None and args.connect else []
+    redact = deployment.redactor if deployment is not None else str
+    report = {
+        "valid": deployment is not None and not problems,
+        "connectors": [c.name for c in deployment.connectors] if deployment else [],
+        "issues": [issue(i) for i in issues]
+        + [{"file": None, "line": None, "path": "", "message": redact(p)} for p in problems],
+        "warnings": [issue(w) for w in deployment.warnings] if deployment else [],
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if report["valid"] else EXIT_INVALID
+
+
 def _validate(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        return _validate_json(args)
     deployment = _load(args.files)
     if deployment is None:
         return EXIT_INVALID

@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
@@ -169,6 +171,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._rejected: dict[str, dict[str, Any]] = {}
         self._status_lock = threading.Lock()
         self._gaps_reported = 0
+        self._gauges_due = 0.0  # ctx.clock time of the next streaming-gauge update
         self._stopped = threading.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -180,6 +183,8 @@ class GenesysNotificationsSourceTask(SourceTask):
             RetriableError: the login host is unreachable (the runtime restarts the task).
         """
         self._ctx = ctx
+        ctx.count("gap_windows", 0)  # present from the start, so that alerts on them evaluate
+        ctx.count("gap_seconds", 0)
         config = cast(GenesysNotificationsConfig, ctx.config)
         self._config = config
         plans = assigned_channels(config, ctx.task_config)
@@ -282,7 +287,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         if ctx is None or manager is None or buffer is None:
             return
         now = ctx.clock()
-        if now < getattr(self, "_gauges_due", 0.0):
+        if now < self._gauges_due:
             return
         self._gauges_due = now + 1.0
         stats = buffer.stats()
@@ -294,6 +299,15 @@ class GenesysNotificationsSourceTask(SourceTask):
             if state.last_frame_ms:
                 last = max(state.last_frame_ms.values()) / 1000
                 ctx.gauge("last_frame_timestamp_seconds", last, channel=str(index))
+        wall_offset = time.time() - now  # the manager's times are on ctx.clock
+        for session in manager.sessions:
+            channel = str(session.index)
+            expires = _epoch_seconds(session.channel.expires if session.channel else None)
+            if expires is not None:
+                ctx.gauge("channel_expiry_timestamp_seconds", expires, channel=channel)
+            if session.token_renew_at is not None:
+                renew = session.token_renew_at + wall_offset
+                ctx.gauge("token_renew_timestamp_seconds", renew, channel=channel)
 
     def _frame(self, frame: Frame, out: list[Polled]) -> None:
         ctx, manager, builder = self._ctx, self._manager, self._builder
@@ -461,9 +475,9 @@ class GenesysNotificationsSourceTask(SourceTask):
         assert self._ctx is not None
         self._gaps_reported += count
         # windows and seconds, whatever the number of topics a window covers
-        self._ctx.count("gap_windows", reason=reason)
+        self._ctx.count("gap_windows")
         if from_ms is not None:
-            self._ctx.count("gap_seconds", max(0, to_ms - from_ms) / 1000, reason=reason)
+            self._ctx.count("gap_seconds", max(0, to_ms - from_ms) / 1000)
         self._ctx.logger.warning(
             "GAP channel %d: %d topics may have lost events from %s to %s (%s); gap records "
             "written to %s",
@@ -550,3 +564,14 @@ def assigned_channels(
         max_tasks=1,
     )
     return list(whole.channels)
+
+
+def _epoch_seconds(iso: str | None) -> float | None:
+    """Genesys' ISO-8601 time (``2026-01-01T00:00:00Z``) as epoch seconds; None if absent or
+    unreadable."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -79,14 +79,19 @@ def parse_level(text: str) -> int:
 
 
 def configure(level: int, log_format: str = "text") -> None:
-    """Root logging to stderr in ``log_format``; replaces handlers set before (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(TaskContextFilter())
-    handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    )
+    """Root logging to stderr in ``log_format`` at ``level``. Like ``logging.basicConfig``, a
+    root that already has someone else's handlers (an embedding application, pytest) keeps
+    them; a handler installed by an earlier call is replaced."""
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
     root.setLevel(level)
+    for old in list(root.handlers):
+        if getattr(old, "_connector_handler", False):
+            root.removeHandler(old)
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._connector_handler = True  # type: ignore[attr-defined]
+    handler.addFilter(TaskContextFilter())
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)

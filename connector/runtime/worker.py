@@ -398,7 +398,7 @@ class Worker:
                 for slot in runtime.slots
                 if include_tasks and (not only_failed or slot.status.state == State.FAILED)
             ]
-            planned = self._status_of(name, runtime)
+            planned = self._status_of(name)
             if restart_connector:
                 planned["connector"]["state"] = State.RESTARTING.value
                 planned["connector"].pop("trace", None)
@@ -414,6 +414,16 @@ class Worker:
                 self._stop_instance(runtime)
                 try:
                     runtime.instance.start(runtime.ctx)
+                    # as in Connect, the restarted connector generates its task configs again
+                    # (a plugin may reserve resources there); changed ones restart their tasks
+                    fresh = runtime.instance.task_configs(
+                        runtime.deployment.connector_config.tasks_max
+                    )
+                    for slot, config in zip(runtime.slots, fresh, strict=False):
+                        if dict(config) != slot.task_config:
+                            slot.task_config = dict(config)
+                            if slot not in slots:
+                                slots.append(slot)
                     runtime.state = State.PAUSED if runtime.state == State.PAUSED else State.RUNNING
                     runtime.trace = None
                 except Exception as exc:
@@ -425,8 +435,8 @@ class Worker:
             return planned
 
     def restart_task(self, name: str, task_id: int) -> None:
-        """Restart one task now, whatever its state (an operator's restart: the backoff and
-        restart budget start over)."""
+        """Restart one task now, whatever its state (an operator's restart: its backoff starts
+        over)."""
         with self._operations_lock:
             self._restart_slot(self._slot(name, task_id))
 
@@ -504,7 +514,7 @@ class Worker:
             return False
         return True
 
-    def _status_of(self, name: str, runtime: _ConnectorRuntime) -> dict[str, Any]:
+    def _status_of(self, name: str) -> dict[str, Any]:
         for entry in self.status():
             if entry["name"] == name:
                 return entry
@@ -555,7 +565,6 @@ class Worker:
         self._stop_slots([slot])
         slot.restart_at = None
         slot.backoff.reset()
-        slot.status.restarts = 0
         slot.status.set(State.RESTARTING)
         self._start_task(slot)
         slot.restart_at = None  # the supervisor may have scheduled one meanwhile

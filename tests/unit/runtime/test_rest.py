@@ -284,3 +284,35 @@ def test_basic_auth_guards_every_write_but_not_reads(tmp_path: Path) -> None:
         _assert_error(allowed, 400)  # authenticated: on to the standalone answer
         config = requests.get(f"{url}/connectors?expand=info", timeout=5).text
         assert PASSWORD not in config
+
+
+def test_the_api_listens_where_listeners_says(tmp_path: Path) -> None:
+    path = _deployment(tmp_path, listeners="http://127.0.0.1:0")
+    worker = Worker(load_deployment([path], environ={}))
+    address = worker.config.rest_address()
+    assert address == ("127.0.0.1", 0)
+    server = RestServer(worker, *address)
+    server.start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert requests.get(f"{server.url}/connectors", timeout=5).json() == ["genesys", "orders"]
+    finally:
+        server.stop()
+
+
+def test_health_is_unhealthy_while_kafka_is_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    worker = Worker(load_deployment([_deployment(tmp_path)], environ={}))
+    monkeypatch.setattr(worker, "started", lambda: True)  # started, then Kafka went away
+    monkeypatch.setattr(worker, "_admin", AdminClient({"bootstrap.servers": "127.0.0.1:1"}))
+    server = RestServer(worker, "127.0.0.1", 0)
+    server.start()
+    try:
+        response = requests.get(f"{server.url}/health", timeout=10)
+        assert response.status_code == 500
+        assert response.json() == {"status": "unhealthy", "message": "Kafka is unreachable"}
+    finally:
+        server.stop()

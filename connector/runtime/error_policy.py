@@ -136,13 +136,20 @@ class ErrorPolicy:
         self._labels = {"connector": connector_config.name, "task": str(task_id)}
         self._metrics = metrics
         self._retried = metrics.retries.labels(**self._labels).inc
+        self._retries_by_cause = metrics.retries_by_cause
         self._logged = metrics.errors_logged.labels(**self._labels)
 
-    def retry_budget(self) -> RetryBudget:
-        """A fresh budget for one kind of retriable operation of this task."""
-        return RetryBudget(
-            self._retry_timeout_ms, self._retry_delay_max_ms, self._clock, self._retried
-        )
+    def retry_budget(self, cause: str = "other") -> RetryBudget:
+        """A fresh budget for one kind of retriable operation of this task; ``cause`` labels
+        its retries in the metrics (``registry``, ``poll``)."""
+        by_cause = self._retries_by_cause.labels(**self._labels, cause=cause).inc
+        total = self._retried
+
+        def retried() -> None:
+            total()
+            by_cause()
+
+        return RetryBudget(self._retry_timeout_ms, self._retry_delay_max_ms, self._clock, retried)
 
     def tolerate(self, failure: Failure) -> Disposition:
         """Decide for one failure. Raises :class:`TaskFailedError` under ``none``. The caller

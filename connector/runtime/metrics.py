@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -40,6 +40,11 @@ _WINDOW_S = 30.0  # Connect's metrics.sample.window.ms
 _SAMPLES = 2  # Connect's metrics.num.samples
 
 StatusProvider = Callable[[], list[dict[str, Any]]]
+E2E_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+RETRY_CAUSES = ("registry", "poll")
+RECEIVED_TIME_KEYS = ("received_ms", "seen_ms")
+"""Source-offset fields that hold when the source record was received (epoch ms): the
+WebSocket plugin's ``received_ms``, the Genesys plugin's ``seen_ms``."""
 
 
 class WindowedStat:
@@ -149,6 +154,9 @@ class WorkerMetrics:
         self.record_errors = Counter("errors", "record failures", _LABELS, registry=store)
         self.errors_logged = Counter("logged", "errors logged", _LABELS, registry=store)
         self.retries = Counter("retries", "retried operations", _LABELS, registry=store)
+        self.retries_by_cause = Counter(
+            "retries_by_cause", "retried operations by cause", (*_LABELS, "cause"), registry=store
+        )
         self.last_error_ms = Gauge("last_error", "last error time", _LABELS, registry=store)
         self.offset_commits = Counter(
             "commits", "offset commits", (*_LABELS, "outcome"), registry=store
@@ -162,6 +170,15 @@ class WorkerMetrics:
         self._status = status
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ConnectCollector(self))
+        self.e2e_latency = Histogram(
+            "kafka_connect_source_task_record_e2e_latency_seconds",
+            "From receipt at the source (the offset's received_ms or seen_ms) to the Kafka ack "
+            "seen by the task loop: the newest acked record of each source partition, sampled "
+            "every loop iteration",
+            _LABELS,
+            buckets=E2E_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def watch(self, status: StatusProvider) -> None:
         """Read task and connector states (Connect's ``worker.status()`` shape) at scrape time."""
@@ -337,6 +354,23 @@ class _ConnectCollector(Collector):
                         key = (labels["connector"], labels["task"], labels["stage"])
                         by_stage.add_metric(key, sample.value)
         yield by_stage
+        by_cause = CounterMetricFamily(
+            "kafka_connect_task_error_retries_by_cause",
+            "Retried operations by cause: registry (schema registry errors), poll, other",
+            labels=(*_LABELS, "cause"),
+        )
+        seen: dict[tuple[str, str, str], float] = {
+            (connector, task, cause): 0.0 for connector, task in tasks for cause in RETRY_CAUSES
+        }
+        for metric in metrics._store.collect():
+            if metric.name == "retries_by_cause":
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        labels = sample.labels
+                        seen[(labels["connector"], labels["task"], labels["cause"])] = sample.value
+        for key, value in sorted(seen.items()):
+            by_cause.add_metric(key, value)
+        yield by_cause
         active = GaugeMetricFamily(
             "kafka_connect_source_task_source_record_active_count",
             "Records polled but not yet acked by Kafka",

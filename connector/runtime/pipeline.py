@@ -74,7 +74,7 @@ class RecordPipeline:
         self._policy = policy
         self._ensure_topic = ensure_topic
         self._known_topics: set[str] = set()
-        self._convert_retries = policy.retry_budget()
+        self._convert_retries = policy.retry_budget("registry")  # converters retry the registry
         self._dead_letters = (
             DeadLetterWriter(
                 policy.dead_letter_topic,

@@ -104,7 +104,7 @@ class SourceTaskRunner:
             metrics=metrics,
             clock=clock,
         )
-        self._poll_retries = self.policy.retry_budget()
+        self._poll_retries = self.policy.retry_budget("poll")
         self._metrics = metrics
         self._polled = metrics.records_polled.labels(
             connector=ctx.connector_name, task=str(ctx.task_id)
@@ -201,7 +201,7 @@ class SourceTaskRunner:
         resolve = getattr(self._value_converter, "resolve", None)
         if resolve is None:
             return True
-        retries = self.policy.retry_budget()
+        retries = self.policy.retry_budget("registry")
         for topic, schema in self._value_schemas.items():
             while True:
                 try:

@@ -179,6 +179,13 @@ def test_every_dashboard_query_and_alert_series_has_data_from_a_running_worker(
         assert active[0]["metric"]["alertstate"] in ("pending", "firing")
         gap_seconds = _query(url, 'connector_plugin_gap_seconds_total{connector="watched"}')
         assert float(gap_seconds[0]["value"][1]) > 0
+        latency = "kafka_connect_source_task_record_e2e_latency_seconds"
+        observed = _query(url, f'{latency}_count{{connector="watched"}}')
+        assert float(observed[0]["value"][1]) > 0
+        p99 = _query(
+            url, f'histogram_quantile(0.99, sum by (le) ({latency}_bucket{{connector="watched"}}))'
+        )
+        assert 0 < float(p99[0]["value"][1]) < 10, p99
     finally:
         rest.stop()
         running.stop()

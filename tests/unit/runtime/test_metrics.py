@@ -171,3 +171,22 @@ def test_librdkafka_lines_go_through_logging_and_repeats_are_rate_limited(
     assert [r.levelno for r in fails] == [logging.ERROR, logging.ERROR, logging.WARNING]
     assert "8 similar lines suppressed" in fails[-1].getMessage()
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
+
+
+def test_retries_are_counted_in_total_and_by_cause() -> None:
+    from connector.config.models import ConnectorConfig
+    from connector.runtime.error_policy import ErrorPolicy
+
+    metrics = WorkerMetrics(status=_statuses)
+    config = ConnectorConfig.model_validate({"name": "orders", "plugin": "datagen"})
+    policy = ErrorPolicy(config, task_id=0, metrics=metrics, clock=_Clock())
+    registry = policy.retry_budget("registry")
+    assert registry.failed() is not None
+    assert registry.failed() is not None
+    get = metrics.registry.get_sample_value
+    labels = {"connector": "orders", "task": "0"}
+    assert get("kafka_connect_task_error_total_retries", labels) == 2
+    by_cause = "kafka_connect_task_error_retries_by_cause_total"
+    assert get(by_cause, {**labels, "cause": "registry"}) == 2
+    assert get(by_cause, {**labels, "cause": "poll"}) == 0  # present before any poll retry
+    assert get(by_cause, {"connector": "orders", "task": "1", "cause": "registry"}) == 0

@@ -1,5 +1,5 @@
-"""The `connector` command line: run | validate | plugins | offsets | tail | simulate | devstack |
-demo | examples.
+"""The `connector` command line: run | validate | status | plugins | offsets | tail | docs |
+simulate | devstack | demo | examples.
 
 Each area owns its sub-command in its own module (``register(subparsers)``); this module only
 assembles them, so a slow import (the simulator, the registry client) is paid only when used.
@@ -12,10 +12,14 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
+
+from connector.logs import EXIT_USAGE, configure, parse_level
 
 # (module, attribute) pairs; each module exposes ``register(subparsers) -> None``.
 _COMMAND_MODULES: tuple[str, ...] = (
     "connector.runtime.cli",
+    "connector.config.docs",
     "connector.simulator.cli",
     "connector.devstack.cli",
     "connector.demo",
@@ -23,13 +27,39 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with :data:`EXIT_USAGE`, distinct from an invalid deployment (2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _level(text: str) -> int:
+    try:
+        return parse_level(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="connector",
         description="Kafka Connect-style source connectors: Genesys Cloud notifications to Kafka.",
+        epilog="exit codes: 0 ok, 1 unexpected error, 2 invalid deployment, 3 runtime failure "
+        "(Kafka, registry or REST port unusable), 64 usage",
     )
     parser.add_argument(
-        "--log-level", default="INFO", help="root log level (DEBUG, INFO, WARNING, ...)"
+        "--log-level",
+        default=logging.INFO,
+        type=_level,
+        help="root log level (DEBUG, INFO, WARNING, ...)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object a line, with the connector and task of the line",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
@@ -40,11 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure(args.log_level, args.log_format)
     # HTTP client request lines can carry credentials (a registry URL with user:password@) and
     # add nothing an operator needs at INFO.
     for noisy in ("httpx", "httpx2", "httpcore", "urllib3"):

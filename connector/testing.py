@@ -77,6 +77,7 @@ class FakeTaskContext:
     clock: Any = None
     status: dict[str, Any] = field(default_factory=dict)
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.offset_reader is None:
@@ -99,6 +100,10 @@ class FakeTaskContext:
         key = (metric, tuple(sorted(labels.items())))
         with self._lock:
             self.counters[key] = self.counters.get(key, 0.0) + amount
+
+    def gauge(self, metric: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self.gauges[(metric, tuple(sorted(labels.items())))] = value
 
 
 def poll_until(

@@ -65,3 +65,9 @@ class TaskContext(Protocol):
     def count(self, metric: str, amount: float = 1.0, **labels: str) -> None:
         """Increment a plugin counter; exported as ``connector_plugin_<metric>_total``."""
         ...
+
+    def gauge(self, metric: str, value: float, **labels: str) -> None:
+        """Set a plugin gauge (a depth, a connection count, an epoch-seconds expiry); exported
+        as ``connector_plugin_<metric>``. docs/OPERATIONS.md names the ones streaming sources
+        share, so that one dashboard and one set of alerts fit every such plugin."""
+        ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 CONVERTER_ALIASES: dict[str, str] = {
     "string": "string",
@@ -84,6 +84,19 @@ class WorkerConfig(_Model):
         None, ge=0, le=65535, description="Port of the Connect-style REST API; off when unset."
     )
     rest_host: str = Field("127.0.0.1", description="Address the REST API listens on.")
+    listeners: str | None = Field(
+        None,
+        description="Connect's REST listener, e.g. http://0.0.0.0:8083 (http://:8083 binds every "
+        "interface); overrides rest.host and rest.port when set.",
+    )
+    rest_basic_auth_user: str | None = Field(
+        None,
+        description="With rest.basic.auth.password: HTTP basic authentication required for every "
+        "REST request that changes something (PUT, POST, PATCH, DELETE).",
+    )
+    rest_basic_auth_password: SecretStr | None = Field(
+        None, description="Password of rest.basic.auth.user (use ${env:...} or ${file:...})."
+    )
     producer: dict[str, Any] = Field(
         default_factory=dict,
         description="librdkafka producer settings (``producer.linger.ms`` ...), verbatim.",
@@ -92,6 +105,37 @@ class WorkerConfig(_Model):
         default_factory=dict,
         description="Extra schema registry client settings (``schema.registry.basic.auth...``).",
     )
+
+    @model_validator(mode="after")
+    def _check_rest(self) -> WorkerConfig:
+        if (self.rest_basic_auth_user is None) != (self.rest_basic_auth_password is None):
+            raise ValueError(
+                "set both rest.basic.auth.user and rest.basic.auth.password, or neither"
+            )
+        if self.listeners is not None:
+            listener_address(self.listeners)  # raises ValueError with the reason
+        return self
+
+    def rest_address(self) -> tuple[str, int] | None:
+        """Where the REST API listens: ``listeners`` when set, else rest.host/rest.port."""
+        if self.listeners is not None:
+            return listener_address(self.listeners)
+        if self.rest_port is None:
+            return None
+        return self.rest_host, self.rest_port
+
+
+def listener_address(listeners: str) -> tuple[str, int]:
+    """``http://host:port`` (the first of a comma list) -> (host, port); an empty host is
+    every interface, as in Connect."""
+    first = listeners.split(",")[0].strip()
+    match = re.fullmatch(r"http://(\[[^\]]*\]|[^:/]*):(\d{1,5})/?", first)
+    if match is None:
+        raise ValueError(f"expected http://host:port, got {first!r} (https is not supported)")
+    host, port = match.group(1).strip("[]") or "0.0.0.0", int(match.group(2))
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, port
 
 
 class ConnectorConfig(_Model):

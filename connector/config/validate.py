@@ -38,7 +38,7 @@ from connector.config.models import (
 )
 from connector.config.providers import ProviderResolver
 from connector.config.redaction import HIDDEN, Redactor, is_secret_key, secret_fields
-from connector.plugins.discovery import PluginEntry, discover
+from connector.plugins.discovery import PluginEntry, discover, find_plugin
 from connector.serde.factory import check_converter_config
 from connector.transforms.chain import chain_issues
 
@@ -188,6 +188,31 @@ def validate_paths(
             redactor=redactor,
         ),
         issues,
+    )
+
+
+def validate_connector_map(
+    config: Mapping[str, Any],
+    *,
+    plugins: Mapping[str, PluginEntry] | None = None,
+    source: str = "<request>",
+) -> tuple[ConnectorDeployment | None, list[ConfigIssue], list[ConfigIssue]]:
+    """Validate one connector's settings given as a map (a REST request body, Connect's flat
+    form): the same checks as a deployment file's connector block, without ``${...}``
+    providers (a request must not read the worker's files or environment). Returns the
+    validated connector (None when invalid), the issues (paths relative to the block: the key
+    first) and the warnings, every message redacted."""
+    plugins = discover() if plugins is None else plugins
+    redactor = Redactor()
+    redactor.add_values(dict(config))
+    issues: list[ConfigIssue] = []
+    warnings: list[ConfigIssue] = []
+    report = _Reporter(SourceDocument(source, dict(config)), issues, warnings, redactor)
+    validated = _validate_connector(dict(config), (), plugins, report)
+    return (
+        validated if not issues else None,
+        [replace(i, message=redactor(i.message)) for i in issues],
+        [replace(w, message=redactor(w.message)) for w in warnings],
     )
 
 
@@ -365,7 +390,7 @@ def _validate_connector(
     plugin_name = connector_values.get("plugin")
     if not isinstance(plugin_name, str):
         return None
-    entry = plugins.get(plugin_name)
+    entry = find_plugin(plugins, plugin_name)
     plugin_path = path + ("plugin" if "plugin" in block else "connector.class",)
     if entry is None:
         report(

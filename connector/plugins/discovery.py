@@ -13,6 +13,7 @@ A third-party package adds a connector by declaring, in its own ``pyproject.toml
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -52,3 +53,24 @@ def discover() -> dict[str, PluginEntry]:
             continue
         found[entry.name] = PluginEntry(entry.name, entry.value, loaded)
     return found
+
+
+def class_name(entry: PluginEntry) -> str:
+    """The plugin's class as Connect names it (``package.module.ClassName``): what
+    ``GET /connector-plugins`` lists and ``connector.class`` accepts."""
+    return entry.target.replace(":", ".")
+
+
+def find_plugin(plugins: Mapping[str, PluginEntry], name: str) -> PluginEntry | None:
+    """The plugin called ``name``: its registry name (``datagen``), or its class the way
+    Connect accepts one in ``connector.class``: fully qualified (``pkg.mod.Class`` or the
+    entry point's ``pkg.mod:Class``), the simple class name, or that without ``Connector``."""
+    entry = plugins.get(name)
+    if entry is not None:
+        return entry
+    for candidate in plugins.values():
+        qualified = class_name(candidate)
+        simple = qualified.rsplit(".", 1)[-1]
+        if name in (qualified, candidate.target, simple, simple.removesuffix("Connector")):
+            return candidate
+    return None

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
     from connector.api import AvroSchema
 
-EXIT_INVALID = 2
+from connector.logs import EXIT_INVALID, EXIT_RUNTIME
+
+DEFAULT_REST_URL = "http://127.0.0.1:8083"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,7 +33,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="also check online: broker, schema registry, plugin credentials and permissions",
     )
+    validate.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one object on stdout (valid, connectors, issues, warnings) for machines",
+    )
     validate.set_defaults(handler=_validate)
+
+    status = subparsers.add_parser(
+        "status", help="the connectors and tasks of a running worker, as a table (REST API)"
+    )
+    status.add_argument(
+        "files", nargs="*", help="deployment files: use their worker's REST address"
+    )
+    status.add_argument(
+        "--url",
+        default=None,
+        help=f"the worker's REST API (default $CONNECTOR_REST_URL or {DEFAULT_REST_URL})",
+    )
+    status.set_defaults(handler=_status)
 
     plugins = subparsers.add_parser("plugins", help="list installed connector plugins")
     plugins.set_defaults(handler=_plugins)
@@ -89,12 +110,23 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker.start()
     rest = None
-    if deployment.worker.rest_port is not None:
-        rest = RestServer(worker, deployment.worker.rest_host, deployment.worker.rest_port)
-        rest.start()
-        print(f"REST API on {rest.url}", file=sys.stderr)
+    address = deployment.worker.rest_address()
+    try:
+        if address is not None:  # before the worker starts: /health says "starting" meanwhile
+            rest = RestServer(worker, *address)
+            rest.start()
+            print(f"REST API on {rest.url}", file=sys.stderr)
+        worker.start()
+    except _expected_start_failures() as exc:
+        print(
+            deployment.redactor(f"connector: cannot start: {_start_failure(exc, deployment)}"),
+            file=sys.stderr,
+        )
+        worker.stop()
+        if rest is not None:
+            rest.stop()
+        return EXIT_RUNTIME
     try:
         worker.run(stop)
     finally:
@@ -103,7 +135,123 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_failure(exc: BaseException, deployment: Any) -> str:
+    """One line: what could not be used at start, and why."""
+    from confluent_kafka import KafkaException
+
+    if isinstance(exc, KafkaException):
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        return f"Kafka at {deployment.worker.bootstrap_servers} is unusable: {reason}"
+    if isinstance(exc, OSError):
+        return f"the REST API cannot listen: {exc}"
+    return _describe(exc)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import os
+
+    import requests
+
+    url = args.url
+    if url is None and args.files:
+        deployment = _load(args.files)
+        if deployment is None:
+            return EXIT_INVALID
+        address = deployment.worker.rest_address()
+        if address is None:
+            print(
+                "connector: the deployment has no REST API (set worker rest.port)", file=sys.stderr
+            )
+            return EXIT_INVALID
+        host = "127.0.0.1" if address[0] in ("0.0.0.0", "::") else address[0]
+        url = f"http://{host}:{address[1]}"
+    url = (url or os.environ.get("CONNECTOR_REST_URL") or DEFAULT_REST_URL).rstrip("/")
+    try:
+        response = requests.get(f"{url}/connectors", params={"expand": "status"}, timeout=10)
+        response.raise_for_status()
+        statuses = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        print(f"connector: cannot read {url}/connectors: {_describe(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(format_status_table(statuses))
+    return 0
+
+
+def format_status_table(statuses: dict[str, Any]) -> str:
+    """``GET /connectors?expand=status`` as a table: a connector line, then one per task."""
+    rows = [("CONNECTOR", "TASK", "STATE", "WORKER", "TRACE")]
+    for name in sorted(statuses):
+        status = statuses[name]["status"]
+        connector = status["connector"]
+        rows.append(
+            (
+                name,
+                "-",
+                connector["state"],
+                connector.get("worker_id", ""),
+                _trace_summary(connector.get("trace")),
+            )
+        )
+        for task in status["tasks"]:
+            rows.append(
+                (
+                    name,
+                    str(task["id"]),
+                    task["state"],
+                    task.get("worker_id", ""),
+                    _trace_summary(task.get("trace")),
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        + "  "
+        + row[4]
+        for row in rows
+    ).rstrip()
+
+
+def _trace_summary(trace: str | None) -> str:
+    """A trace's last line (the exception message), shortened for a table cell."""
+    if not trace:
+        return ""
+    lines = [line for line in trace.strip().splitlines() if line.strip()]
+    return lines[-1][:120] if lines else ""
+
+
+def _expected_start_failures() -> tuple[type[BaseException], ...]:
+    from confluent_kafka import KafkaException
+
+    from connector.api import OffsetStoreError
+
+    return (KafkaException, OffsetStoreError, OSError, TimeoutError)
+
+
+def _validate_json(args: argparse.Namespace) -> int:
+    """``validate --format json``: the same checks, reported as one JSON object."""
+    from connector.config.validate import validate_paths
+
+    def issue(item: Any) -> dict[str, Any]:
+        return {"file": item.file, "line": item.line, "path": item.path, "message": item.message}
+
+    deployment, issues = validate_paths(args.files)
+    problems = _connection_checks(deployment) if deployment is not None and args.connect else []
+    redact = deployment.redactor if deployment is not None else str
+    report = {
+        "valid": deployment is not None and not problems,
+        "connectors": [c.name for c in deployment.connectors] if deployment else [],
+        "issues": [issue(i) for i in issues]
+        + [{"file": None, "line": None, "path": "", "message": redact(p)} for p in problems],
+        "warnings": [issue(w) for w in deployment.warnings] if deployment else [],
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if report["valid"] else EXIT_INVALID
+
+
 def _validate(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        return _validate_json(args)
     deployment = _load(args.files)
     if deployment is None:
         return EXIT_INVALID

@@ -50,6 +50,11 @@ class RuntimeTaskContext:
             connector=self.connector_name, task=str(self.task_id), **labels
         ).inc(amount)
 
+    def gauge(self, metric: str, value: float, **labels: str) -> None:
+        self.metrics.plugin_gauge(metric, tuple(sorted(labels))).labels(
+            connector=self.connector_name, task=str(self.task_id), **labels
+        ).set(value)
+
 
 class RuntimeConnectorContext:
     """:class:`~connector.api.ConnectorContext` for one connector."""

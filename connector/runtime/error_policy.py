@@ -75,8 +75,15 @@ class RetryBudget:
     from 300 ms up to ``errors.retry.delay.max.ms``.
     """
 
-    def __init__(self, timeout_ms: int, delay_max_ms: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        timeout_ms: int,
+        delay_max_ms: int,
+        clock: Callable[[], float],
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
         cap_s = delay_max_ms / 1000.0
+        self._on_retry = on_retry
         self._timeout_ms = timeout_ms
         self._clock = clock
         self._backoff = ExponentialBackoff(initial_s=min(_FIRST_RETRY_DELAY_S, cap_s), max_s=cap_s)
@@ -93,6 +100,8 @@ class RetryBudget:
         elapsed_ms = (now - self._first_failure) * 1000.0
         if self._timeout_ms >= 0 and elapsed_ms >= self._timeout_ms:
             return None
+        if self._on_retry is not None:
+            self._on_retry()
         return self._backoff.next_delay()
 
     def succeeded(self) -> None:
@@ -125,14 +134,27 @@ class ErrorPolicy:
         self._clock = clock
         self._tolerated = metrics.errors_tolerated
         self._labels = {"connector": connector_config.name, "task": str(task_id)}
+        self._metrics = metrics
+        self._retried = metrics.retries.labels(**self._labels).inc
+        self._retries_by_cause = metrics.retries_by_cause
+        self._logged = metrics.errors_logged.labels(**self._labels)
 
-    def retry_budget(self) -> RetryBudget:
-        """A fresh budget for one kind of retriable operation of this task."""
-        return RetryBudget(self._retry_timeout_ms, self._retry_delay_max_ms, self._clock)
+    def retry_budget(self, cause: str = "other") -> RetryBudget:
+        """A fresh budget for one kind of retriable operation of this task; ``cause`` labels
+        its retries in the metrics (``registry``, ``poll``)."""
+        by_cause = self._retries_by_cause.labels(**self._labels, cause=cause).inc
+        total = self._retried
+
+        def retried() -> None:
+            total()
+            by_cause()
+
+        return RetryBudget(self._retry_timeout_ms, self._retry_delay_max_ms, self._clock, retried)
 
     def tolerate(self, failure: Failure) -> Disposition:
         """Decide for one failure. Raises :class:`TaskFailedError` under ``none``. The caller
         acts on the decision, then reports it with :meth:`tolerated`."""
+        self._metrics.observe_error(self.connector_name, self.task_id)
         if isinstance(failure.exception, ConversionError):
             exc = failure.exception
             exc.connector, exc.topic, exc.stage = self.connector_name, failure.topic, failure.stage
@@ -154,6 +176,7 @@ class ErrorPolicy:
         skipped; a skipped one is always logged, since no other trace of it remains."""
         self._tolerated.labels(**self._labels, stage=failure.stage.value).inc()
         if self._log_enable or self.dead_letter_topic is None:
+            self._logged.inc()
             logger.error(
                 "Error encountered in task %s-%d. Executing stage '%s'. Reason: %s; "
                 "source offset %s%s",

@@ -17,12 +17,13 @@ Threads: the task thread only.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from connector.api import SourceOffset, SourcePartition
 from connector.backoff import ExponentialBackoff
-from connector.runtime.metrics import WorkerMetrics
+from connector.runtime.metrics import RECEIVED_TIME_KEYS, WorkerMetrics
 from connector.runtime.submitted import SubmittedRecords
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class OffsetCommitter:
         self._succeeded = metrics.offset_commits.labels(**labels, outcome="success")
         self._failed = metrics.offset_commits.labels(**labels, outcome="failure")
         self._in_flight = metrics.in_flight.labels(**labels)
+        self._metrics, self._task_id = metrics, task_id
+        self._e2e_latency = metrics.e2e_latency.labels(**labels)
 
     def tick(self) -> None:
         """Finish the write in flight if it is done, and start the next one when it is due."""
@@ -119,8 +122,21 @@ class OffsetCommitter:
             self._start(self._clock())
 
     def _collect(self) -> None:
-        self._uncommitted.update(self._submitted.committable())
+        acked = self._submitted.committable()
+        if acked:
+            self._observe_latency(acked)
+        self._uncommitted.update(acked)
         self._in_flight.set(self._submitted.in_flight)
+
+    def _observe_latency(self, acked: dict[Any, tuple[SourcePartition, SourceOffset]]) -> None:
+        """Receive-to-ack latency of the newest acked record of each partition."""
+        now_ms = time.time() * 1000.0
+        for _, offset in acked.values():
+            for key in RECEIVED_TIME_KEYS:
+                received = offset.get(key)
+                if isinstance(received, int | float) and not isinstance(received, bool):
+                    self._e2e_latency.observe(max(0.0, now_ms - received) / 1000.0)
+                    break
 
     def _start(self, now: float) -> None:
         try:
@@ -129,6 +145,7 @@ class OffsetCommitter:
             )
         except Exception as exc:
             self._failed.inc()
+            self._metrics.observe_commit(self._connector_name, self._task_id, None)
             self._next_write = now + self._retry.next_delay()
             logger.warning("offset commit of %s failed, will retry: %s", self._connector_name, exc)
             return
@@ -146,6 +163,7 @@ class OffsetCommitter:
             self._write_started + self._interval_s
         )  # the interval runs from the start
         self._succeeded.inc()
+        self._metrics.observe_commit(self._connector_name, self._task_id, now - self._write_started)
         self._on_committed()
 
     def _abandon(self, now: float, reason: str) -> None:
@@ -155,5 +173,6 @@ class OffsetCommitter:
             self._uncommitted.setdefault(key, value)
         self._committing = {}
         self._failed.inc()
+        self._metrics.observe_commit(self._connector_name, self._task_id, None)
         self._next_write = now + self._retry.next_delay()
         logger.warning("offset commit of %s failed, will retry: %s", self._connector_name, reason)

@@ -74,7 +74,7 @@ class RecordPipeline:
         self._policy = policy
         self._ensure_topic = ensure_topic
         self._known_topics: set[str] = set()
-        self._convert_retries = policy.retry_budget()
+        self._convert_retries = policy.retry_budget("registry")  # converters retry the registry
         self._dead_letters = (
             DeadLetterWriter(
                 policy.dead_letter_topic,
@@ -89,6 +89,7 @@ class RecordPipeline:
         self._written = metrics.records_written.labels(**labels)
         self._filtered = metrics.records_filtered.labels(**labels)
         self._dead_lettered = metrics.dead_lettered.labels(**labels)
+        self._dead_letter_failures = metrics.dead_letter_failures.labels(**labels)
         self._refusals: list[Refusal] = []  # refused records still to be decided on
 
     def ensure_topic(self, topic: str) -> None:
@@ -96,6 +97,11 @@ class RecordPipeline:
         if topic not in self._known_topics:
             self._ensure_topic(topic)
             self._known_topics.add(topic)
+
+    def forget_topics(self) -> None:
+        """Ask the worker about each topic again on its next record (after a topic-tracking
+        reset, so that the topics still in use are tracked again)."""
+        self._known_topics = set()
 
     # -- send ------------------------------------------------------------------------------
 
@@ -220,6 +226,7 @@ class RecordPipeline:
         except BufferError:
             return False
         except Exception as exc:
+            self._dead_letter_failures.inc()
             raise TaskFailedError(
                 f"could not write a dead letter to {writer.topic} (stage {failure.stage}, "
                 f"reason: {failure.reason}): {type(exc).__name__}: {exc}"

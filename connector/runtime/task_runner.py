@@ -104,11 +104,13 @@ class SourceTaskRunner:
             metrics=metrics,
             clock=clock,
         )
-        self._poll_retries = self.policy.retry_budget()
+        self._poll_retries = self.policy.retry_budget("poll")
+        self._metrics = metrics
         self._polled = metrics.records_polled.labels(
             connector=ctx.connector_name, task=str(ctx.task_id)
         )
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self.name = f"{ctx.connector_name}-{ctx.task_id}"
         self.thread = threading.Thread(target=self._run, name=f"task-{self.name}", daemon=True)
         self.error: BaseException | None = None
@@ -123,6 +125,18 @@ class SourceTaskRunner:
         that a blocking ``poll`` returns promptly."""
         self._stop.set()
         self._stop_task_quietly()
+
+    def pause(self) -> None:
+        """Stop calling ``poll()`` (any thread); what was polled is still sent, acks are still
+        resolved and offsets committed. The task stays started, its source connection open."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
 
     def join(self, timeout_s: float) -> bool:
         self.thread.join(timeout_s)
@@ -161,7 +175,7 @@ class SourceTaskRunner:
         polled: list[Polled] = []
         while not self._stop.is_set():
             if not polled:
-                polled = self._poll()
+                polled = self._poll_unless_paused()
             if polled:
                 result = pipeline.send(polled)
                 polled = result.unsent
@@ -187,7 +201,7 @@ class SourceTaskRunner:
         resolve = getattr(self._value_converter, "resolve", None)
         if resolve is None:
             return True
-        retries = self.policy.retry_budget()
+        retries = self.policy.retry_budget("registry")
         for topic, schema in self._value_schemas.items():
             while True:
                 try:
@@ -206,7 +220,21 @@ class SourceTaskRunner:
             retries.succeeded()
         return True
 
+    def _poll_unless_paused(self) -> list[Polled]:
+        """``poll()``, or while paused wait one poll timeout; the state follows the flag."""
+        if self._paused.is_set():
+            if self.status.state == State.RUNNING:
+                self.status.set(State.PAUSED)
+                logger.info("task %s paused", self.name)
+            self._stop.wait(POLL_TIMEOUT_S)
+            return []
+        if self.status.state == State.PAUSED:
+            self.status.set(State.RUNNING)
+            logger.info("task %s resumed", self.name)
+        return self._poll()
+
     def _poll(self) -> list[Polled]:
+        started = time.monotonic()
         try:
             polled = self.task.poll(POLL_TIMEOUT_S)
         except RetriableError as exc:
@@ -219,6 +247,9 @@ class SourceTaskRunner:
             self._stop.wait(delay)
             return []
         self._poll_retries.succeeded()
+        self._metrics.observe_poll(
+            self.ctx.connector_name, self.ctx.task_id, time.monotonic() - started, len(polled)
+        )
         if polled:
             self._polled.inc(len(polled))
         return polled

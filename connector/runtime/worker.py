@@ -41,6 +41,7 @@ from connector.api import SourceConnector, TaskFailedError
 from connector.backoff import ExponentialBackoff
 from connector.config.validate import ConnectorDeployment, Deployment
 from connector.runtime.context import RuntimeConnectorContext, RuntimeTaskContext
+from connector.runtime.kafka_logging import LibrdkafkaLogger
 from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.offset_store import KafkaOffsetStore, StoreOffsetReader
 from connector.runtime.producer import DataProducer
@@ -94,7 +95,8 @@ class Worker:
         self._topics_lock = threading.Lock()
         self._registry_clients: dict[str, Any] = {}
         self._stopping = threading.Event()
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(status=self.status)
+        self._active_topics: dict[str, set[str]] = {}  # per connector (Connect's topic tracking)
         self._new_topics = False  # set by task threads, read by the supervisor
         # A restarted task that stays up this long is healthy again: its next failure starts
         # the backoff over. As long as the longest delay, so that a task failing less often
@@ -105,17 +107,21 @@ class Worker:
 
     def start(self) -> None:
         worker = self.config
+        logs = self._kafka_logs.client_config()  # librdkafka's lines through Python logging
         try:
-            self._admin = AdminClient({"bootstrap.servers": worker.bootstrap_servers})
+            self._admin = AdminClient({"bootstrap.servers": worker.bootstrap_servers, **logs})
             self._offset_store = KafkaOffsetStore(
                 worker.bootstrap_servers,
                 worker.offset_storage_topic,
                 partitions=worker.offset_storage_partitions,
                 replication_factor=worker.offset_storage_replication_factor,
                 flush_timeout_s=worker.offset_flush_timeout_ms / 1000.0,
+                client_config=logs,
             )
             self._offset_store.start(self._admin)
-            self._producer = DataProducer(worker.bootstrap_servers, worker.producer)
+            self._producer = DataProducer(
+                worker.bootstrap_servers, {**self._producer_observability(), **worker.producer}
+            )
         except BaseException:
             self._close_clients()  # Kafka unreachable at start: nothing may stay connected
             raise
@@ -225,9 +231,13 @@ class Worker:
             metrics=self.metrics,
             clock=self._clock,
         )
+        if slot.connector.state == State.PAUSED:
+            slot.runner.pause()  # a restart inside a paused connector stays paused
         slot.runner.start()
 
     def _ensure_topic(self, topic: str, connector_config: Any) -> None:
+        if topic != connector_config.errors_deadletterqueue_topic_name:
+            self._active_topics.setdefault(connector_config.name, set()).add(topic)
         with self._topics_lock:
             if topic in self._topics:
                 return
@@ -375,6 +385,278 @@ class Worker:
             for slot in runtime.slots
             if slot.runner is not None
         ]
+
+    # -- operations (the REST API's verbs) -------------------------------------------------
+    # Called from REST request threads while the main thread supervises: one lock serialises
+    # them with each other; each leaves every slot with a live runner or a final state, so the
+    # supervisor never sees a half-done change.
+
+    _operations_lock = threading.Lock()
+    _kafka_logs = LibrdkafkaLogger()
+
+    def _producer_observability(self) -> dict[str, Any]:
+        """librdkafka statistics into the metrics, its logs into Python logging (worker
+        ``producer.statistics.interval.ms`` overrides the interval; 0 turns statistics off)."""
+        return {
+            "statistics.interval.ms": 15000,
+            "stats_cb": self.metrics.producer_statistics,
+            **self._kafka_logs.client_config(),
+        }
+
+    def started(self) -> bool:
+        """True once :meth:`start` has started every connector of the deployment."""
+        return self._producer is not None and len(self._connectors) == len(
+            self.deployment.connectors
+        )
+
+    def connector_state(self, name: str) -> State:
+        return self._runtime(name).state
+
+    def pause_connector(self, name: str) -> None:
+        """Connect's pause: tasks stop polling but stay started (their source connections
+        open where the plugin can); acks and offset commits go on. Idempotent."""
+        with self._operations_lock:
+            runtime = self._runtime(name)
+            if runtime.state in (State.STOPPED, State.FAILED):
+                return
+            runtime.state = State.PAUSED
+            for slot in runtime.slots:
+                if slot.runner is not None:
+                    slot.runner.pause()
+            logger.info("connector %s paused", name)
+
+    def resume_connector(self, name: str) -> None:
+        """Resume a paused connector, or start a stopped one again (Connect: both)."""
+        with self._operations_lock:
+            runtime = self._runtime(name)
+            if runtime.state == State.STOPPED:
+                self._start_connector(runtime.deployment)
+                return
+            if runtime.state != State.PAUSED:
+                return
+            runtime.state = State.RUNNING
+            for slot in runtime.slots:
+                if slot.runner is not None:
+                    slot.runner.resume()
+            logger.info("connector %s resumed", name)
+
+    def stop_connector(self, name: str) -> None:
+        """Connect's STOPPED: every task shut down gracefully (offsets committed), the connector
+        stopped; it lists no tasks until resumed. Required before its offsets are changed."""
+        with self._operations_lock:
+            runtime = self._runtime(name)
+            if runtime.state == State.STOPPED:
+                return
+            self._stop_slots(runtime.slots)
+            runtime.slots = []
+            self._stop_instance(runtime)
+            runtime.state = State.STOPPED
+            runtime.trace = None
+            logger.info("connector %s stopped", name)
+
+    def restart_connector(
+        self, name: str, *, include_tasks: bool = False, only_failed: bool = False
+    ) -> dict[str, Any]:
+        """KIP-745 restart. Returns the connector's status as it was when the restart was
+        decided, with what is restarted shown as RESTARTING (Connect's 202 body)."""
+        with self._operations_lock:
+            runtime = self._runtime(name)
+            restart_connector = not only_failed or runtime.state == State.FAILED
+            slots = [
+                slot
+                for slot in runtime.slots
+                if include_tasks and (not only_failed or slot.status.state == State.FAILED)
+            ]
+            planned = self._status_of(name)
+            if restart_connector:
+                planned["connector"]["state"] = State.RESTARTING.value
+                planned["connector"].pop("trace", None)
+            restarted_ids = {slot.task_id for slot in slots}
+            for task in planned["tasks"]:
+                if task["id"] in restarted_ids:
+                    task["state"] = State.RESTARTING.value
+                    task.pop("trace", None)
+            if restart_connector and runtime.state == State.FAILED and not runtime.slots:
+                self._start_connector(runtime.deployment)  # never got as far as its tasks
+                return planned
+            if restart_connector and runtime.state != State.STOPPED:
+                self._stop_instance(runtime)
+                try:
+                    runtime.instance.start(runtime.ctx)
+                    # as in Connect, the restarted connector generates its task configs again
+                    # (a plugin may reserve resources there); changed ones restart their tasks
+                    fresh = runtime.instance.task_configs(
+                        runtime.deployment.connector_config.tasks_max
+                    )
+                    for slot, config in zip(runtime.slots, fresh, strict=False):
+                        if dict(config) != slot.task_config:
+                            slot.task_config = dict(config)
+                            if slot not in slots:
+                                slots.append(slot)
+                    runtime.state = State.PAUSED if runtime.state == State.PAUSED else State.RUNNING
+                    runtime.trace = None
+                except Exception as exc:
+                    runtime.state = State.FAILED
+                    runtime.trace = "".join(traceback.format_exception(exc))
+                    logger.error("connector %s failed to restart: %s", name, exc)
+            for slot in slots:
+                self._restart_slot(slot)
+            return planned
+
+    def restart_task(self, name: str, task_id: int) -> None:
+        """Restart one task now, whatever its state (an operator's restart: its backoff starts
+        over)."""
+        with self._operations_lock:
+            self._restart_slot(self._slot(name, task_id))
+
+    def task_status(self, name: str, task_id: int) -> dict[str, Any]:
+        slot = self._slot(name, task_id)
+        return {**slot.status.snapshot(), "worker_id": self.worker_id}
+
+    def task_configs(self, name: str) -> list[dict[str, Any]]:
+        return [dict(slot.task_config) for slot in self._runtime(name).slots]
+
+    def connector_topics(self, name: str) -> list[str]:
+        """Topics the connector's records went to since it started or the last reset."""
+        self._runtime(name)
+        return sorted(self._active_topics.get(name, ()))
+
+    def reset_connector_topics(self, name: str) -> None:
+        runtime = self._runtime(name)
+        self._active_topics.pop(name, None)
+        for slot in runtime.slots:
+            if slot.runner is not None:
+                slot.runner.pipeline.forget_topics()
+
+    def connector_offsets(self, name: str) -> list[dict[str, Any]]:
+        """Committed offsets of ``name``: Connect's ``[{"partition":..,"offset":..}]``."""
+        self._runtime(name)
+        assert self._offset_store is not None
+        return [
+            {"partition": partition, "offset": offset}
+            for _, (partition, offset) in sorted(self._offset_store.offsets(name).items())
+        ]
+
+    def alter_connector_offsets(
+        self, name: str, offsets: list[tuple[dict[str, Any], dict[str, Any] | None]]
+    ) -> None:
+        """KIP-875 alter: write the listed partitions' offsets (None resets one); only when
+        the connector is STOPPED, so no task commits over them."""
+        with self._operations_lock:
+            self._require_stopped(name)
+            assert self._offset_store is not None
+            self._offset_store.write(name, offsets)
+
+    def reset_connector_offsets(self, name: str) -> None:
+        """KIP-875 reset: tombstone every committed offset of a STOPPED connector."""
+        with self._operations_lock:
+            self._require_stopped(name)
+            assert self._offset_store is not None
+            committed = self._offset_store.offsets(name)
+            if committed:
+                self._offset_store.write(name, [(p, None) for p, _ in committed.values()])
+
+    @property
+    def worker_id(self) -> str:
+        """Connect's ``worker_id``: where this worker's REST API is advertised."""
+        port = self.config.rest_port
+        return f"{self.config.rest_host}:{port}" if port else "local"
+
+    _cluster_id: str | None = None
+
+    def kafka_cluster_id(self, timeout_s: float = 5.0) -> str | None:
+        """The Kafka cluster id (``GET /``'s ``kafka_cluster_id``); None while unreachable."""
+        if self._cluster_id is None and self._admin is not None:
+            try:
+                self._cluster_id = self._admin.list_topics(timeout=timeout_s).cluster_id
+            except Exception as exc:
+                logger.debug("cluster id not known yet: %s", exc)
+        return self._cluster_id
+
+    def broker_reachable(self, timeout_s: float = 2.0) -> bool:
+        """Whether a metadata request to Kafka succeeds within ``timeout_s``."""
+        if self._admin is None:
+            return False
+        try:
+            self._admin.list_topics(timeout=timeout_s)
+        except Exception:
+            return False
+        return True
+
+    def _status_of(self, name: str) -> dict[str, Any]:
+        for entry in self.status():
+            if entry["name"] == name:
+                return entry
+        raise ConnectorNotFoundError(name)  # pragma: no cover - runtime exists
+
+    def _runtime(self, name: str) -> _ConnectorRuntime:
+        runtime = self._connectors.get(name)
+        if runtime is None:
+            raise ConnectorNotFoundError(name)
+        return runtime
+
+    def _slot(self, name: str, task_id: int) -> _TaskSlot:
+        runtime = self._runtime(name)
+        for slot in runtime.slots:
+            if slot.task_id == task_id:
+                return slot
+        raise TaskNotFoundError(name, task_id)
+
+    def _require_stopped(self, name: str) -> None:
+        if self._runtime(name).state != State.STOPPED:
+            raise ConnectorStateError(
+                "Connectors must be in the STOPPED state before their offsets can be modified. "
+                "This can be done for the specified connector by issuing a 'PUT' request to the "
+                f"'/connectors/{name}/stop' endpoint"
+            )
+
+    def _stop_slots(self, slots: list[_TaskSlot]) -> None:
+        for slot in slots:
+            slot.restart_at = None
+        runners = [slot.runner for slot in slots if slot.runner is not None]
+        for runner in runners:
+            runner.request_stop()
+        grace = max(
+            self.config.task_shutdown_graceful_timeout_ms, self.config.offset_flush_timeout_ms
+        )
+        deadline = time.monotonic() + grace / 1000.0 + 5.0
+        for runner in runners:
+            if not runner.join(max(0.0, deadline - time.monotonic())):
+                logger.error("task %s did not stop in time", runner.thread.name)
+
+    def _stop_instance(self, runtime: _ConnectorRuntime) -> None:
+        try:
+            runtime.instance.stop()
+        except Exception:
+            logger.exception("connector %s stop() failed", runtime.deployment.name)
+
+    def _restart_slot(self, slot: _TaskSlot) -> None:
+        self._stop_slots([slot])
+        slot.restart_at = None
+        slot.backoff.reset()
+        slot.status.set(State.RESTARTING)
+        self._start_task(slot)
+        slot.restart_at = None  # the supervisor may have scheduled one meanwhile
+        if slot.connector.state == State.PAUSED and slot.runner is not None:
+            slot.runner.pause()
+
+
+class ConnectorNotFoundError(KeyError):
+    """No connector of that name (REST: 404)."""
+
+    def __str__(self) -> str:
+        return f"Connector {self.args[0]} not found"
+
+
+class TaskNotFoundError(KeyError):
+    """No task of that id (REST: 404)."""
+
+    def __str__(self) -> str:
+        return f"Task {self.args[0]}-{self.args[1]} not found"
+
+
+class ConnectorStateError(Exception):
+    """The operation is not allowed in the connector's current state (REST: 400)."""
 
 
 _DOWN = (State.FAILED.value, State.RESTARTING.value)

@@ -180,7 +180,8 @@ def test_a_registry_outage_is_retried_and_loses_nothing(
                 lambda: "schema registry unreachable" in caplog.text, 20, "a retry warning", 0.05
             )
             polled = worker.metrics.registry.get_sample_value(
-                "connector_source_record_poll_total", {"connector": connector, "task": "0"}
+                "kafka_connect_source_task_source_record_poll_total",
+                {"connector": connector, "task": "0"},
             )
             assert polled is not None and polled > 0  # the source was read meanwhile
             assert not topic_exists(admin, topic) or read_topic(kafka_bootstrap, topic) == []

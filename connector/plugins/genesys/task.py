@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
@@ -170,6 +172,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._subscribed: frozenset[str] = frozenset()
         self._status_lock = threading.Lock()
         self._gaps_reported = 0
+        self._gauges_due = 0.0  # ctx.clock time of the next streaming-gauge update
         self._stopped = threading.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -181,6 +184,8 @@ class GenesysNotificationsSourceTask(SourceTask):
             RetriableError: the login host is unreachable (the runtime restarts the task).
         """
         self._ctx = ctx
+        ctx.count("gap_windows", 0)  # present from the start, so that alerts on them evaluate
+        ctx.count("gap_seconds", 0)
         config = cast(GenesysNotificationsConfig, ctx.config)
         self._config = config
         plans = assigned_channels(config, ctx.task_config)
@@ -280,7 +285,37 @@ class GenesysNotificationsSourceTask(SourceTask):
                 ctx.logger.exception("cannot handle a frame from %s", frame.source)
                 reason = f"cannot handle the frame: {type(exc).__name__}: {exc}"
                 records.append(self._malformed(frame, events.bounded_text(reason), exc))
+        self._publish_gauges()
         return records
+
+    def _publish_gauges(self) -> None:
+        """The streaming gauges every WebSocket source shares (docs/OPERATIONS.md), at most
+        once a second: buffer depth and capacity, connected sockets, last frame per channel."""
+        ctx, manager, buffer = self._ctx, self._manager, self._buffer
+        if ctx is None or manager is None or buffer is None:
+            return
+        now = ctx.clock()
+        if now < self._gauges_due:
+            return
+        self._gauges_due = now + 1.0
+        stats = buffer.stats()
+        ctx.gauge("buffer_depth", stats["depth"])
+        ctx.gauge("buffer_capacity", stats["capacity"])
+        channels = manager.status()
+        ctx.gauge("sockets_connected", sum(1 for c in channels if c["connected"]))
+        for index, state in self._states.items():
+            if state.last_frame_ms:
+                last = max(state.last_frame_ms.values()) / 1000
+                ctx.gauge("last_frame_timestamp_seconds", last, channel=str(index))
+        wall_offset = time.time() - now  # the manager's times are on ctx.clock
+        for session in manager.sessions:
+            channel = str(session.index)
+            expires = _epoch_seconds(session.channel.expires if session.channel else None)
+            if expires is not None:
+                ctx.gauge("channel_expiry_timestamp_seconds", expires, channel=channel)
+            if session.token_renew_at is not None:
+                renew = session.token_renew_at + wall_offset
+                ctx.gauge("token_renew_timestamp_seconds", renew, channel=channel)
 
     def _frame(self, frame: Frame, out: list[Polled]) -> None:
         """One data frame -> a record, malformed input, a connection change, or nothing.
@@ -319,6 +354,12 @@ class GenesysNotificationsSourceTask(SourceTask):
             self._offsets[topic] = cast(Mapping[str, Any], record.source_offset)
             out.append(record)
         elif kind in (FrameKind.HEARTBEAT, FrameKind.PONG):
+            if session is not None:
+                ctx.gauge(
+                    "last_heartbeat_timestamp_seconds",
+                    received_ms / 1000,
+                    channel=str(session.index),
+                )
             return  # liveness is the receiver's watchdog; the frame already counted
         elif kind is FrameKind.MALFORMED:
             out.append(self._malformed(frame, classified.message or "malformed frame", None))
@@ -457,6 +498,10 @@ class GenesysNotificationsSourceTask(SourceTask):
     ) -> None:
         assert self._ctx is not None
         self._gaps_reported += count
+        # windows and seconds, whatever the number of topics a window covers
+        self._ctx.count("gap_windows")
+        if from_ms is not None:
+            self._ctx.count("gap_seconds", max(0, to_ms - from_ms) / 1000)
         self._ctx.logger.warning(
             "GAP channel %d: %d topics may have lost events from %s to %s (%s); gap records "
             "written to %s",
@@ -543,3 +588,14 @@ def assigned_channels(
         max_tasks=1,
     )
     return list(whole.channels)
+
+
+def _epoch_seconds(iso: str | None) -> float | None:
+    """Genesys' ISO-8601 time (``2026-01-01T00:00:00Z``) as epoch seconds; None if absent or
+    unreadable."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -322,8 +322,14 @@ class WebSocketSourceTask(SourceTask):
 
     def _publish_status(self) -> None:
         assert self._ctx is not None and self._buffer is not None
-        self._ctx.set_status_detail("buffer", self._buffer.stats())
-        self._ctx.set_status_detail("connections", {r.source: r.stats() for r in self._receivers})
+        ctx, buffer = self._ctx, self._buffer.stats()
+        connections = {r.source: r.stats() for r in self._receivers}
+        ctx.set_status_detail("buffer", buffer)
+        ctx.set_status_detail("connections", connections)
+        # the streaming gauges every WebSocket source shares (docs/OPERATIONS.md)
+        ctx.gauge("buffer_depth", buffer["depth"])
+        ctx.gauge("buffer_capacity", buffer["capacity"])
+        ctx.gauge("sockets_connected", sum(1 for c in connections.values() if c["connected"]))
 
     def _on_receiver_state(self, event: ReceiverEvent) -> None:
         """Runs on a receiver thread: count what operators alert on, nothing slow."""

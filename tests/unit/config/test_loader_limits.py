@@ -73,21 +73,37 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S))
 
 
+# The CLI, writing its own peak RSS (VmHWM of the exec'd process) at exit: the child's
+# ru_maxrss would also count the pytest process it was forked from, which grows over a session.
+_CLI_WITH_PEAK_RSS = """
+import atexit, os, sys
+def _peak():
+    with open("/proc/self/status") as status, open(os.environ["PEAK_RSS_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(_peak)
+from connector.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def run_bounded(args: list[str], tmp_path: Path) -> tuple[int, str, float, int]:
     """Run the CLI; return exit status, stdout + stderr, wall seconds and peak RSS (KiB)."""
     out_path = tmp_path / "output.txt"
+    peak_path = tmp_path / "peak_rss_kb.txt"
     with out_path.open("wb") as out:
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "connector", *args],
+            [sys.executable, "-c", _CLI_WITH_PEAK_RSS, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=_limits,
+            env={**os.environ, "PEAK_RSS_FILE": str(peak_path)},
         )
-        _, status, usage = os.wait4(process.pid, 0)  # ends within CPU_LIMIT_S
+        _, status, _ = os.wait4(process.pid, 0)  # ends within CPU_LIMIT_S
         elapsed = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)  # already reaped
-    return process.returncode, out_path.read_text(errors="replace"), elapsed, usage.ru_maxrss
+    peak_kb = int(peak_path.read_text()) if peak_path.exists() else 2**31  # killed: no report
+    return process.returncode, out_path.read_text(errors="replace"), elapsed, peak_kb
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -300,7 +300,7 @@ def test_tolerance_all_without_a_topic_logs_skips_and_counts_every_source(
     wait_until(lambda: harness.store.committed() == {"s0": 1}, what="offset past the failure")
     stage = {"malformed": "POLL", "converter": "VALUE_CONVERTER", "refused": "KAFKA_PRODUCE"}
     sample = harness.metrics.registry.get_sample_value(
-        "connector_total_errors_tolerated_total",
+        "kafka_connect_task_error_records_tolerated_total",
         {"connector": CONNECTOR, "task": "0", "stage": stage[source]},
     )
     assert sample == 1.0
@@ -357,7 +357,8 @@ def test_poll_errors_fail_the_task_once_errors_retry_timeout_is_spent() -> None:
 
 def _commit_failures(harness: Harness) -> float | None:
     return harness.metrics.registry.get_sample_value(
-        "connector_offset_commit_total", {"connector": CONNECTOR, "task": "0", "outcome": "failure"}
+        "kafka_connect_connector_task_offset_commit_failure_total",
+        {"connector": CONNECTOR, "task": "0"},
     )
 
 

@@ -190,6 +190,18 @@ def create_app(worker: Worker, *, auth: tuple[str, str] | None = None) -> FastAP
     redact: Redactor = worker.deployment.redactor
     loggers = _LoggerLevels()
     deployments = {c.name: c for c in worker.deployment.connectors}
+    # The handlers reach the worker through this holder, never a closure over it: FastAPI
+    # caches each endpoint's analysis (and so the endpoint) for the process, which would keep
+    # a stopped worker, with its Kafka clients, alive forever. ``app.state.release()`` drops it.
+    holder = {"worker": worker}
+
+    def live() -> Worker:
+        current = holder.get("worker")
+        if current is None:
+            raise StarletteHTTPException(503, "the worker is stopping")
+        return current
+
+    app.state.release = holder.clear
 
     def respond(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Any:
         return JSONResponse(_scrub(body, redact), status_code=status, headers=headers)
@@ -256,7 +268,7 @@ def create_app(worker: Worker, *, auth: tuple[str, str] | None = None) -> FastAP
             {
                 "version": connector.__version__,
                 "commit": connector.__version__,
-                "kafka_cluster_id": worker.kafka_cluster_id(),
+                "kafka_cluster_id": live().kafka_cluster_id(),
             }
         )
 
@@ -264,19 +276,19 @@ def create_app(worker: Worker, *, auth: tuple[str, str] | None = None) -> FastAP
     def health() -> Any:
         """Connect 3.9's shape; also the readiness signal: unhealthy while a task is FAILED
         or Kafka is unreachable."""
-        if not worker.started():
+        if not live().started():
             return respond({"status": "starting", "message": "Worker is still starting up."}, 503)
         problems = [
             f"task {entry['name']}-{task['id']} is FAILED"
-            for entry in worker.status()
+            for entry in live().status()
             for task in entry["tasks"]
             if task["state"] == State.FAILED.value
         ] + [
             f"connector {entry['name']} is FAILED"
-            for entry in worker.status()
+            for entry in live().status()
             if entry["connector"]["state"] == State.FAILED.value
         ]
-        if not worker.broker_reachable():
+        if not live().broker_reachable():
             problems.append("Kafka is unreachable")
         if problems:
             return respond({"status": "unhealthy", "message": "; ".join(problems)}, 500)
@@ -289,17 +301,17 @@ def create_app(worker: Worker, *, auth: tuple[str, str] | None = None) -> FastAP
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(worker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(live().metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- connectors ------------------------------------------------------------------------
 
     def status_of(name: str) -> dict[str, Any]:
         if name not in deployments:
             raise ConnectorNotFoundError(name)
-        for entry in worker.status():
+        for entry in live().status():
             if entry["name"] == name:
                 return entry
-        unassigned = {"state": State.UNASSIGNED.value, "worker_id": worker.worker_id}
+        unassigned = {"state": State.UNASSIGNED.value, "worker_id": live().worker_id}
         return {"name": name, "connector": unassigned, "tasks": [], "type": "source"}
 
     def config_of(name: str) -> dict[str, str]:
@@ -332,7 +344,7 @@ def create_app(worker: Worker, *, auth: tuple[str, str] | None = None) -> FastAP
 
     def standalone() -> ConnectError:
         return ConnectError(
-            400, STANDALONE_MESSAGE.format(files=", ".join(worker.deployment.files))
+            400, STANDALONE_MESSAGE.format(files=", ".join(live().deployment.files))
         )
 
     @app.post("/connectors")
@@ -374,7 +386,7 @@ def create_app(worker: Worker, *, auth: tuple[str, str] | None = None) -> FastAP
         return respond(
             [
                 {"id": {"connector": name, "task": task_id}, "config": _task_config(config)}
-                for task_id, config in enumerate(worker.task_configs(name))
+                for task_id, config in enumerate(live().task_configs(name))
             ]
         )
 
@@ -384,65 +396,65 @@ def create_app(worker: Worker, *, auth: tuple[str, str] | None = None) -> FastAP
         return respond(
             {
                 f"{name}-{task_id}": _task_config(config)
-                for task_id, config in enumerate(worker.task_configs(name))
+                for task_id, config in enumerate(live().task_configs(name))
             }
         )
 
     @app.get("/connectors/{name}/tasks/{task_id}/status")
     def get_task_status(name: str, task_id: int) -> Any:
-        return respond(worker.task_status(name, task_id))
+        return respond(live().task_status(name, task_id))
 
     @app.post("/connectors/{name}/tasks/{task_id}/restart")
     def restart_task(name: str, task_id: int) -> Any:
-        worker.restart_task(name, task_id)
+        live().restart_task(name, task_id)
         return Response(status_code=204)
 
     @app.post("/connectors/{name}/restart")
     def restart_connector(name: str, includeTasks: bool = False, onlyFailed: bool = False) -> Any:
-        planned = worker.restart_connector(name, include_tasks=includeTasks, only_failed=onlyFailed)
+        planned = live().restart_connector(name, include_tasks=includeTasks, only_failed=onlyFailed)
         if not includeTasks and not onlyFailed:
             return Response(status_code=204)
         return respond(planned, 202)
 
     @app.put("/connectors/{name}/pause")
     def pause(name: str) -> Any:
-        worker.pause_connector(name)
+        live().pause_connector(name)
         return Response(status_code=202)
 
     @app.put("/connectors/{name}/resume")
     def resume(name: str) -> Any:
-        worker.resume_connector(name)
+        live().resume_connector(name)
         return Response(status_code=202)
 
     @app.put("/connectors/{name}/stop")
     def stop(name: str) -> Any:
-        worker.stop_connector(name)
+        live().stop_connector(name)
         return Response(status_code=204)
 
     @app.get("/connectors/{name}/topics")
     def topics(name: str) -> Any:
-        return respond({name: {"topics": worker.connector_topics(name)}})
+        return respond({name: {"topics": live().connector_topics(name)}})
 
     @app.put("/connectors/{name}/topics/reset")
     def reset_topics(name: str) -> Any:
-        worker.reset_connector_topics(name)
+        live().reset_connector_topics(name)
         return Response(status_code=202)
 
     # -- offsets (KIP-875) -----------------------------------------------------------------
 
     @app.get("/connectors/{name}/offsets")
     def get_offsets(name: str) -> Any:
-        return respond({"offsets": worker.connector_offsets(name)})
+        return respond({"offsets": live().connector_offsets(name)})
 
     @app.patch("/connectors/{name}/offsets")
     def alter_offsets(name: str, body: Any = Body(default=None)) -> Any:
-        worker.connector_state(name)
-        worker.alter_connector_offsets(name, _offsets_request(body))
+        live().connector_state(name)
+        live().alter_connector_offsets(name, _offsets_request(body))
         return respond({"message": _ALTERED.format(verb="altered")})
 
     @app.delete("/connectors/{name}/offsets")
     def reset_offsets(name: str) -> Any:
-        worker.reset_connector_offsets(name)
+        live().reset_connector_offsets(name)
         return respond({"message": _ALTERED.format(verb="reset")})
 
     # -- plugins ---------------------------------------------------------------------------
@@ -658,3 +670,4 @@ class RestServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10.0)
+        self.app.state.release()

@@ -1,6 +1,7 @@
 """A resilient WebSocket receiver: one connection, one daemon thread, feeding an EventBuffer.
 
-Per frame the thread only receives, stamps ``time.time_ns()`` and puts a
+Per frame the thread only receives, stamps it (the wall-clock time of the socket read that
+completed it, and whether the receiver had fallen behind) and puts a
 :class:`~connector.buffer.Frame` into the buffer. No decoding or parsing happens here: the
 payload of text *and* binary frames is passed on as raw ``bytes`` (UTF-8 is not validated,
 ``skip_utf8_validation=True``), so a malformed frame can never crash the receiver; the task
@@ -23,12 +24,20 @@ Ping and watchdog need no extra thread: the socket has a short read timeout (the
 checks run when a read times out, or at most once per tick while frames flow.
 
 Throughput: websocket-client reads each frame with up to three tiny ``recv`` calls (header,
-length, payload) and parses it through a dozen Python calls and an ``ABNF`` object.
-:class:`FrameReader` reads up to 256 KB at once and parses frames straight from that buffer
-(about 1 µs per frame instead of 7-14 µs of interpreter time, which the task thread needs);
-websocket-client still does the handshake and every send. Should websocket-client's internals
-change, :class:`_ReadAhead` (one large read under websocket-client's own parser) or plain
-websocket-client is used instead; see ``_frame_reader``.
+length, payload) and parses it through a dozen Python calls and an ``ABNF`` object. So
+websocket-client only does the handshake and every send; after the handshake the receiver owns
+the reads of the connection's socket (``WebSocket.sock``: websocket-client reads the handshake
+response byte by byte, so nothing of the WebSocket stream is consumed before): :class:`FrameReader`
+reads up to 256 KB at once and parses frames straight from that buffer (about 1 µs per frame
+instead of 7-14 µs of interpreter time, which the task thread needs).
+
+Knowing what may be in flight. A receiver that the buffer holds back falls behind its server:
+the frames it reads were sent long before (they waited in the server's and the kernel's buffers),
+so their receive time says nothing about what is still in flight. :class:`FrameReader` notices
+from :attr:`EventBuffer.blocked_puts` that a put waited between two reads, and from then on stamps
+every frame with ``behind_since_ns``, the receive time of the last read before it fell behind,
+until a run of reads finds the socket drained again (``Frame.behind_since_ns``). Frames carry the
+time of the read that completed them as their receive time.
 
 URLs are logged and reported with the query string redacted (it often carries a token).
 """
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import select
 import socket
 import struct
 import threading
@@ -63,7 +73,11 @@ logger = logging.getLogger(__name__)
 # websocket-client can log every frame at trace level; make sure that is off on the hot path.
 websocket.enableTrace(False)
 
-_READ_AHEAD_BYTES = 256 * 1024
+_READ_BYTES = 256 * 1024
+_CAUGHT_UP_SETTLE_NS = 50_000_000
+"""Reads that each find the socket drained (return less than asked) for this long, without the
+buffer blocking in between, show the receiver is no longer behind: the server is not holding data
+back either, or one of them would have been full."""
 _MAX_TICK_S = 0.5
 _MIN_TICK_S = 0.01
 _OPCODE_TEXT = ABNF.OPCODE_TEXT
@@ -101,6 +115,12 @@ class ReceiverEvent:
         error: the exception behind it, if any.
         close_code: the server's close status code (``SERVER_CLOSED``).
         retry_in_s: the backoff delay before the next attempt, when one is scheduled.
+        planned: (``DISCONNECTED``) the connection ended because :meth:`WebSocketReceiver.stop`
+            was called or a :meth:`~WebSocketReceiver.drain` completed, not by the server, the
+            network or the watchdog.
+        caught_up_ns: (``DISCONNECTED``) the start of the connection's last read that found the
+            socket drained, with the receiver not behind: what the server sent before it had
+            arrived and was read (``None``: never).
     """
 
     kind: ReceiverEventKind
@@ -110,6 +130,8 @@ class ReceiverEvent:
     error: BaseException | None = None
     close_code: int | None = None
     retry_in_s: float | None = None
+    planned: bool = False
+    caught_up_ns: int | None = None
 
 
 class Sender(Protocol):
@@ -135,36 +157,6 @@ class _ConnectionSender:
             self._ws.send(message, _OPCODE_BINARY)
 
 
-class _ReadAhead:
-    """Serves websocket-client's small reads from one large ``recv``.
-
-    websocket-client asks its ``recv`` for exactly the bytes it needs next (2 header bytes,
-    then the length, then the payload), which costs several system calls per frame. This
-    reads up to ``_READ_AHEAD_BYTES`` at once and hands out slices. It only raises (timeout,
-    closed) when its own buffer is empty, so no byte is ever lost, and websocket-client keeps a
-    partly read frame across timeouts. The handshake is read byte by byte by websocket-client,
-    so nothing of the WebSocket stream is consumed before this is installed.
-    """
-
-    __slots__ = ("_data", "_pos", "_read")
-
-    def __init__(self, read: Callable[[int], bytes]) -> None:
-        self._read = read
-        self._data = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        data, pos = self._data, self._pos
-        if pos >= len(data):
-            data = self._read(_READ_AHEAD_BYTES)
-            self._data, pos = data, 0
-        end = pos + size
-        self._pos = end
-        if pos == 0 and end >= len(data):
-            return data
-        return data[pos:end]
-
-
 _OPCODE_CONT = ABNF.OPCODE_CONT
 _OPCODE_PING = ABNF.OPCODE_PING
 _OPCODE_PONG = ABNF.OPCODE_PONG
@@ -172,8 +164,13 @@ _unpack_short = struct.Struct("!H").unpack_from
 _unpack_long = struct.Struct("!Q").unpack_from
 
 
+class Drained(Exception):
+    """Raised by :meth:`FrameReader.recv_data` once a drain is complete: every byte read has been
+    returned, and a read that began after ``drain_after_ns`` found the socket drained."""
+
+
 class FrameReader:
-    """Parses the server's WebSocket frames (RFC 6455) straight from large reads.
+    """Parses the server's WebSocket frames (RFC 6455) straight from large socket reads.
 
     Behaves like websocket-client's ``recv_data(control_frame=True)``: returns ``(opcode,
     payload)`` for text and binary messages (fragments joined), ping (answered with a pong
@@ -183,20 +180,41 @@ class FrameReader:
     ``WebSocketProtocolException`` on a frame RFC 6455 forbids. Masked server frames are
     unmasked. UTF-8 is not validated (as with ``skip_utf8_validation=True``).
 
+    It also keeps what the receiver needs to know about the frame just returned:
+    ``read_ns``, the time the read that completed it returned, and ``behind_since_ns`` (see the
+    module docstring): ``None`` while the receiver keeps up with the server, else the receive
+    time of its last read before the buffer held it back.
+
     Args:
-        read: ``read(max_bytes) -> bytes`` (websocket-client's ``WebSocket._recv``).
+        read: ``read(max_bytes) -> bytes``, e.g. the connection's ``socket.recv``; raises
+            ``TimeoutError`` (or ``WebSocketTimeoutException``) when nothing came in time.
         pong: sends a pong with the given payload.
         send_close: sends the close frame that answers the server's.
+        blocked_puts: the buffer's :attr:`~connector.buffer.EventBuffer.blocked_puts`.
+        drained: whether nothing more can be read at once (the socket's buffers are empty);
+            without it a read that returned less than asked counts as such (TLS reads return
+            one record at most, so a TLS socket needs it).
+        clock: wall-clock ns (``time.time_ns``).
     """
 
     __slots__ = (
+        "_blocked_puts",
+        "_blocks_seen",
         "_buffer",
+        "_clock",
+        "_drained",
         "_fragment_opcode",
         "_fragments",
+        "_last_read_ns",
         "_pong",
         "_pos",
         "_read",
         "_send_close",
+        "_streak_ns",
+        "behind_since_ns",
+        "caught_up_ns",
+        "drain_after_ns",
+        "read_ns",
     )
 
     def __init__(
@@ -204,22 +222,90 @@ class FrameReader:
         read: Callable[[int], bytes],
         pong: Callable[[bytes], Any],
         send_close: Callable[[], Any],
+        *,
+        blocked_puts: Callable[[], int] | None = None,
+        drained: Callable[[], bool] | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._read = read
+        self._drained = drained
         self._pong = pong
         self._send_close = send_close
+        self._blocked_puts = blocked_puts
+        self._blocks_seen = blocked_puts() if blocked_puts is not None else 0
+        self._clock = clock
         self._buffer = b""
         self._pos = 0
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = 0
+        now = clock()
+        self._last_read_ns = now
+        self._streak_ns: int | None = None
+        self.read_ns = now
+        self.behind_since_ns: int | None = None
+        self.caught_up_ns: int | None = None
+        self.drain_after_ns: int | None = None
+        """Set (any thread) to end the connection once it is caught up past this time."""
+
+    @classmethod
+    def of(cls, ws: websocket.WebSocket, buffer: EventBuffer | None = None) -> FrameReader:
+        """The reader of an open websocket-client connection: reads its socket directly, sends
+        pongs and the closing handshake through websocket-client."""
+        sock = ws.sock
+        if sock is None:
+            raise WebSocketConnectionClosedException("the connection is not open")
+        blocked_puts = None if buffer is None else lambda: buffer.blocked_puts
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        pending = getattr(sock, "pending", None)  # ssl.SSLSocket: decrypted bytes held
+
+        def drained() -> bool:
+            return not poller.poll(0) and not (pending is not None and pending())
+
+        return cls(sock.recv, ws.pong, ws.send_close, blocked_puts=blocked_puts, drained=drained)
 
     def _fill(self) -> None:
-        data = self._read(_READ_AHEAD_BYTES)
+        blocked = False
+        if self._blocked_puts is not None:
+            count = self._blocked_puts()
+            if count != self._blocks_seen:  # a put waited since the previous read
+                self._blocks_seen = count
+                blocked = True
+                self._streak_ns = None
+                if self.behind_since_ns is None:
+                    self.behind_since_ns = self._last_read_ns
+        rest = self._buffer[self._pos :]
+        if not rest and self._fragments is None:
+            drain_after = self.drain_after_ns
+            caught_up = self.caught_up_ns
+            if drain_after is not None and caught_up is not None and caught_up >= drain_after:
+                raise Drained
+        started = self._clock()
+        try:
+            data = self._read(_READ_BYTES)
+        except (TimeoutError, WebSocketTimeoutException):
+            if not blocked:  # nothing came for a whole read timeout: nothing is held back
+                self._caught_up(started)
+            raise WebSocketTimeoutException("timed out") from None
+        self._last_read_ns = self.read_ns = self._clock()
         if not data:
             raise WebSocketConnectionClosedException("Connection to remote host was lost.")
-        rest = self._buffer[self._pos :]
+        drained = self._drained
+        empty = drained() if drained is not None else len(data) < _READ_BYTES
+        if empty and not blocked:
+            streak = self._streak_ns
+            if streak is None:
+                self._streak_ns = started
+            elif started - streak >= _CAUGHT_UP_SETTLE_NS:
+                self._caught_up(started)
+        else:
+            self._streak_ns = None
         self._buffer = rest + data if rest else data
         self._pos = 0
+
+    def _caught_up(self, started_ns: int) -> None:
+        self.caught_up_ns = started_ns
+        self.behind_since_ns = None
 
     def recv_data(self, control_frame: bool = True) -> tuple[int, bytes]:
         while True:
@@ -288,32 +374,6 @@ class FrameReader:
                 return opcode, payload
 
 
-def _frame_reader(ws: websocket.WebSocket) -> Callable[..., tuple[int, bytes]]:
-    """The fastest ``recv_data`` that websocket-client's internals allow (see the module
-    docstring): :class:`FrameReader`, else read-ahead under websocket-client's parser."""
-    read = getattr(ws, "_recv", None)
-    pong = getattr(ws, "pong", None)
-    send_close = getattr(ws, "send_close", None)
-    if read is None or pong is None or send_close is None:
-        _install_read_ahead(ws)
-        return ws.recv_data  # type: ignore[no-any-return]
-    return FrameReader(read, pong, send_close).recv_data
-
-
-def _install_read_ahead(ws: websocket.WebSocket) -> None:
-    """Swap websocket-client's per-frame reads for :class:`_ReadAhead` when its internals match.
-
-    Relies on ``WebSocket.frame_buffer.recv`` and ``WebSocket._recv`` (stable since
-    websocket-client 0.4x); when either is missing we keep the slower default path.
-    """
-    frame_buffer = getattr(ws, "frame_buffer", None)
-    read = getattr(ws, "_recv", None)
-    if frame_buffer is None or read is None or not hasattr(frame_buffer, "recv"):
-        logger.debug("websocket-client internals changed; read-ahead disabled")
-        return
-    frame_buffer.recv = _ReadAhead(read).recv
-
-
 @dataclass(slots=True)
 class _Disconnect:
     """Why a read loop ended."""
@@ -335,6 +395,7 @@ class _SessionEnd:
     close_code: int | None = None
     healthy: bool = False
     stopping: bool = False
+    caught_up_ns: int | None = None
 
 
 class WebSocketReceiver:
@@ -426,6 +487,8 @@ class WebSocketReceiver:
         self._ever_connected = False
         self._next_ping = 0.0
         self._liveness_anchor = 0.0
+        self._reader: FrameReader | None = None
+        self._drain_after_ns: int | None = None
 
         self.frames = 0
         """Data frames (text and binary) received since creation."""
@@ -465,6 +528,22 @@ class WebSocketReceiver:
             thread.join(timeout_s)
             if thread.is_alive() and timeout_s > 0:
                 logger.warning("receiver %s did not stop within %.1fs", self.name, timeout_s)
+
+    def drain(self, after_ns: int) -> None:
+        """Finish reading the connection instead of closing it, e.g. before retiring a socket
+        that another one replaces from ``after_ns`` on: stop reconnecting, and end once a read
+        that began after ``after_ns`` found the socket drained (everything the server sent
+        before had been read and put into the buffer), or the server closes, or :meth:`stop`.
+        Without an open connection there is nothing to read: the receiver just stops. Any
+        thread; returns at once.
+        """
+        self._reconnect = False
+        self._drain_after_ns = after_ns
+        reader = self._reader
+        if reader is not None:
+            reader.drain_after_ns = after_ns
+        if not self._connected:
+            self.stop(0)
 
     @property
     def is_connected(self) -> bool:
@@ -508,11 +587,13 @@ class WebSocketReceiver:
                         error=end.error,
                         close_code=end.close_code,
                         retry_in_s=delay,
+                        planned=end.stopping,
+                        caught_up_ns=end.caught_up_ns,
                     )
                 if delay is None:
                     break
                 logger.info("receiver %s: reconnecting in %.2fs", self.name, delay)
-                if self._stopping.wait(delay):
+                if self._stopping.wait(delay) or not self._reconnect:
                     break
         except Exception as exc:  # a bug: report it rather than dying silently
             logger.exception("receiver %s crashed", self.name)
@@ -560,7 +641,9 @@ class WebSocketReceiver:
             ws.shutdown()
 
     def _connected_session(self, ws: websocket.WebSocket, redacted: str) -> _SessionEnd:
-        recv_data = _frame_reader(ws)
+        reader = FrameReader.of(ws, self._buffer)
+        reader.drain_after_ns = self._drain_after_ns
+        self._reader = reader
         opened_at = time.monotonic()
         frames_before = self.frames
         self._connected = True
@@ -581,9 +664,10 @@ class WebSocketReceiver:
         except Exception as exc:
             outcome = _Disconnect("on_open failed", exc, stopping=self._stopping.is_set())
         else:
-            outcome = self._read_loop(ws, recv_data)
+            outcome = self._read_loop(ws, reader)
 
         self._connected = False
+        self._reader = None
         healthy = (
             self.frames > frames_before or time.monotonic() - opened_at >= self._healthy_after_s
         )
@@ -607,22 +691,23 @@ class WebSocketReceiver:
             outcome.close_code,
             healthy=healthy,
             stopping=outcome.stopping,
+            caught_up_ns=reader.caught_up_ns,
         )
 
-    def _read_loop(
-        self, ws: websocket.WebSocket, recv_data: Callable[..., tuple[int, bytes]]
-    ) -> _Disconnect:
+    def _read_loop(self, ws: websocket.WebSocket, reader: FrameReader) -> _Disconnect:
         """The hot loop: read a frame, stamp it, put it. Returns why the connection ended."""
         put = self._buffer.put
         source = self.source
         tick_s = self._tick_s
-        time_ns = time.time_ns
         monotonic = time.monotonic
         stopping = self._stopping
+        recv_data = reader.recv_data
         next_check = monotonic() + tick_s
         while True:
             try:
                 opcode, data = recv_data(True)
+            except Drained:
+                return _Disconnect("drained", stopping=True)
             except WebSocketTimeoutException:
                 if stopping.is_set():
                     return _Disconnect("stopped", stopping=True)
@@ -642,7 +727,7 @@ class WebSocketReceiver:
             if opcode in _DATA_OPCODES:
                 self.frames += 1
                 self.bytes += len(data)
-                frame = Frame(data, time_ns(), source)
+                frame = Frame(data, reader.read_ns, source, reader.behind_since_ns)
                 if not put(frame, tick_s):
                     outcome = self._put_blocked(ws, frame)
                     if outcome is not None:
@@ -734,10 +819,14 @@ class WebSocketReceiver:
         error: BaseException | None = None,
         close_code: int | None = None,
         retry_in_s: float | None = None,
+        planned: bool = False,
+        caught_up_ns: int | None = None,
     ) -> None:
         if self._on_state is None:
             return
-        event = ReceiverEvent(kind, self.source, url, reason, error, close_code, retry_in_s)
+        event = ReceiverEvent(
+            kind, self.source, url, reason, error, close_code, retry_in_s, planned, caught_up_ns
+        )
         try:
             self._on_state(event)
         except Exception:

@@ -468,3 +468,102 @@ def test_a_raising_on_state_callback_does_not_kill_the_receiver(
     receivers.append(receiver)
     receiver.start()
     assert [f.payload for f in drain_count(buffer, 1)] == [b"ok"]
+
+
+def test_frames_read_after_the_buffer_held_the_receiver_back_are_stamped_behind(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    """What a held-back receiver reads was sent long before its receive time: those frames say
+    since when the receiver was behind, until it has caught up with the server again."""
+    total = 200
+    burst_sent = threading.Event()
+
+    def burst(conn: ServerConnection) -> None:
+        conn.send_many([f"{n:05d}" + "x" * 4000 for n in range(total)])
+        burst_sent.set()
+
+    with LocalWebSocketServer(burst) as server:
+        buffer = EventBuffer(5)
+        receiver = WebSocketReceiver(server.url, buffer, liveness_timeout_s=5)
+        receivers.append(receiver)
+        receiver.start()
+        wait_until(lambda: buffer.depth == buffer.capacity and buffer.blocked_puts > 0)
+        held_back_since = time.time_ns()
+        assert burst_sent.wait(5)
+        frames = drain_count(buffer, total)
+        assert [int(f.payload[:5]) for f in frames] == list(range(total))
+        behind = [f for f in frames if f.behind_since_ns is not None]
+        assert behind, "frames read after the receiver was held back say so"
+        first = frames.index(behind[0])
+        assert all(f.behind_since_ns is not None for f in frames[first:])
+        for f in behind:
+            assert f.behind_since_ns is not None
+            assert f.behind_since_ns <= held_back_since <= f.received_ns
+        # once the backlog is read and the socket stays drained, new frames are not behind
+        connection = server.wait_for_connection(0)
+
+        def keeping_up() -> bool:
+            connection.send_text("later")
+            return all(f.behind_since_ns is None for f in drain_count(buffer, 1))
+
+        wait_until(keeping_up)
+
+
+def test_drain_reads_what_the_socket_holds_then_ends_without_reconnecting(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    events = Events()
+    with LocalWebSocketServer() as server:
+        buffer = EventBuffer(1000)
+        receiver = WebSocketReceiver(
+            server.url, buffer, backoff=fast_backoff(), on_state=events, liveness_timeout_s=5
+        )
+        receivers.append(receiver)
+        receiver.start()
+        connection = server.wait_for_connection(0)
+        wait_until(lambda: receiver.is_connected)
+        connection.send_many([f"{n}" for n in range(50)])
+        wait_until(lambda: buffer.depth > 0)
+        receiver.drain(time.time_ns())
+        wait_until(lambda: not receiver.is_running)
+        frames = drain_count(buffer, 50)
+        assert [f.payload for f in frames] == [str(n).encode() for n in range(50)]
+        [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+        assert disconnected.planned and disconnected.reason == "drained"
+        assert disconnected.caught_up_ns is not None
+        assert events.kinds()[-1] is ReceiverEventKind.STOPPED
+        assert len(server.connections) == 1, "a drained receiver does not reconnect"
+
+
+def test_a_drained_receiver_ends_when_the_server_closes(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    events = Events()
+    with LocalWebSocketServer() as server:
+        receiver = WebSocketReceiver(
+            server.url, EventBuffer(10), backoff=fast_backoff(), on_state=events
+        )
+        receivers.append(receiver)
+        receiver.start()
+        connection = server.wait_for_connection(0)
+        wait_until(lambda: receiver.is_connected)
+        receiver.drain(time.time_ns() + 60 * 10**9)  # never caught up past that in this test
+        connection.send_close(1001, "going away")
+        wait_until(lambda: not receiver.is_running)
+        [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+        assert not disconnected.planned and disconnected.close_code == 1001
+        assert len(server.connections) == 1
+
+
+def test_disconnected_says_a_stop_was_planned(
+    server: LocalWebSocketServer, receivers: list[WebSocketReceiver]
+) -> None:
+    events = Events()
+    receiver = WebSocketReceiver(server.url, EventBuffer(10), on_state=events)
+    receivers.append(receiver)
+    receiver.start()
+    server.wait_for_connection(0)
+    wait_until(lambda: receiver.is_connected)
+    receiver.stop()
+    [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+    assert disconnected.planned

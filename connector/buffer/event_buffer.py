@@ -28,18 +28,17 @@ class Frame(NamedTuple):
             the time of the socket read that completed the frame).
         source: where the frame came from (a redacted URL, a channel id), so that a task can
             keep per-source state or drop duplicates across two overlapping sockets.
-        behind_since_ns: ``None`` while the receiver keeps up with its server; else it had
-            fallen behind (the buffer held it back) and this is the receive time of its last
-            read before that. The frame was then sent after about that moment, possibly long
-            before ``received_ns``: what it read had waited in the server's and the kernel's
-            buffers, and so may what is still in flight. Receivers that do not track it leave
-            it ``None``.
+        sent_after_ns: a lower bound of the time the server *sent* the frame (``None``:
+            unknown). Its receive time is none: a receiver that has fallen behind reads frames
+            that waited long in the server's and the kernel's buffers, and so may what is still
+            in flight. The WebSocket receiver knows one from its pings (see
+            :mod:`connector.ws.receiver`).
     """
 
     payload: str | bytes
     received_ns: int
     source: str
-    behind_since_ns: int | None = None
+    sent_after_ns: int | None = None
 
 
 class EventBuffer:
@@ -67,7 +66,6 @@ class EventBuffer:
         self._total_put = 0
         self._total_drained = 0
         self._blocked_put_ns = 0
-        self._blocked_puts = 0
 
     def put(self, frame: Frame, timeout_s: float | None = None) -> bool:
         """Append ``frame``, blocking while the buffer is full.
@@ -100,7 +98,6 @@ class EventBuffer:
         """Wait (lock held) until there is room; False if closed or timed out first."""
         started = time.monotonic_ns()
         deadline = None if timeout_s is None else started / 1e9 + timeout_s
-        self._blocked_puts += 1
         self._waiting_producers += 1
         try:
             while len(self._items) >= self._capacity and not self._closed:
@@ -195,13 +192,6 @@ class EventBuffer:
         return self._total_drained
 
     @property
-    def blocked_puts(self) -> int:
-        """Puts that found the buffer full and had to wait, since creation. A receiver compares
-        it between two socket reads to know whether it was held back (and so may have fallen
-        behind its server) in between."""
-        return self._blocked_puts
-
-    @property
     def blocked_put_s(self) -> float:
         """Total seconds producers spent blocked on a full buffer (backpressure)."""
         return self._blocked_put_ns / 1e9
@@ -216,5 +206,4 @@ class EventBuffer:
                 "total_put": self._total_put,
                 "total_drained": self._total_drained,
                 "blocked_put_s": round(self._blocked_put_ns / 1e9, 6),
-                "blocked_puts": self._blocked_puts,
             }

@@ -1,7 +1,7 @@
 """A resilient WebSocket receiver: one connection, one daemon thread, feeding an EventBuffer.
 
 Per frame the thread only receives, stamps it (the wall-clock time of the socket read that
-completed it, and whether the receiver had fallen behind) and puts a
+completed it, and a lower bound of when the server sent it) and puts a
 :class:`~connector.buffer.Frame` into the buffer. No decoding or parsing happens here: the
 payload of text *and* binary frames is passed on as raw ``bytes`` (UTF-8 is not validated,
 ``skip_utf8_validation=True``), so a malformed frame can never crash the receiver; the task
@@ -33,20 +33,22 @@ instead of 7-14 µs of interpreter time, which the task thread needs).
 
 Knowing what may be in flight. A receiver that the buffer holds back falls behind its server:
 the frames it reads were sent long before (they waited in the server's and the kernel's buffers),
-so their receive time says nothing about what is still in flight. :class:`FrameReader` notices
-from :attr:`EventBuffer.blocked_puts` that a put waited between two reads, and from then on stamps
-every frame with ``behind_since_ns``, the receive time of the last read before it fell behind,
-until a run of reads finds the socket drained again (``Frame.behind_since_ns``). Frames carry the
-time of the read that completed them as their receive time.
+so their receive time says nothing about when what is still in flight was sent. But the server
+answers pings in order, in the same stream: a frame that follows the pong to a ping sent at ``P``
+was sent after ``P``. So every frame carries ``sent_after_ns``: the time the ping answered by the
+latest pong was sent (before the first pong, the start of the connection attempt). It lags the
+true send time by about a ping interval at most, with or without backpressure, and it never lies
+after it (the server answers every ping, in order, and sends no pong unasked). The same bound ends
+a :meth:`WebSocketReceiver.drain`.
 
 URLs are logged and reported with the query string redacted (it often carries a token).
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
-import select
 import socket
 import struct
 import threading
@@ -74,10 +76,9 @@ logger = logging.getLogger(__name__)
 websocket.enableTrace(False)
 
 _READ_BYTES = 256 * 1024
-_CAUGHT_UP_SETTLE_NS = 50_000_000
-"""Reads that each find the socket drained (return less than asked) for this long, without the
-buffer blocking in between, show the receiver is no longer behind: the server is not holding data
-back either, or one of them would have been full."""
+_MAX_PONG_BYTES = 256
+"""Longer data frames are never taken for an application pong (keeps the check cheap)."""
+_MAX_UNANSWERED_PINGS = 10_000
 _MAX_TICK_S = 0.5
 _MIN_TICK_S = 0.01
 _OPCODE_TEXT = ABNF.OPCODE_TEXT
@@ -118,9 +119,9 @@ class ReceiverEvent:
         planned: (``DISCONNECTED``) the connection ended because :meth:`WebSocketReceiver.stop`
             was called or a :meth:`~WebSocketReceiver.drain` completed, not by the server, the
             network or the watchdog.
-        caught_up_ns: (``DISCONNECTED``) the start of the connection's last read that found the
-            socket drained, with the receiver not behind: what the server sent before it had
-            arrived and was read (``None``: never).
+        sent_after_ns: (``DISCONNECTED``) what the server sent on the connection after its last
+            frame received was sent after this (see the module docstring); what was in flight
+            when it ended, too.
     """
 
     kind: ReceiverEventKind
@@ -131,7 +132,7 @@ class ReceiverEvent:
     close_code: int | None = None
     retry_in_s: float | None = None
     planned: bool = False
-    caught_up_ns: int | None = None
+    sent_after_ns: int | None = None
 
 
 class Sender(Protocol):
@@ -164,11 +165,6 @@ _unpack_short = struct.Struct("!H").unpack_from
 _unpack_long = struct.Struct("!Q").unpack_from
 
 
-class Drained(Exception):
-    """Raised by :meth:`FrameReader.recv_data` once a drain is complete: every byte read has been
-    returned, and a read that began after ``drain_after_ns`` found the socket drained."""
-
-
 class FrameReader:
     """Parses the server's WebSocket frames (RFC 6455) straight from large socket reads.
 
@@ -178,42 +174,24 @@ class FrameReader:
     ``WebSocketTimeoutException`` when a read times out (a partly received frame is kept for
     the next call), ``WebSocketConnectionClosedException`` at end of stream and
     ``WebSocketProtocolException`` on a frame RFC 6455 forbids. Masked server frames are
-    unmasked. UTF-8 is not validated (as with ``skip_utf8_validation=True``).
-
-    It also keeps what the receiver needs to know about the frame just returned:
-    ``read_ns``, the time the read that completed it returned, and ``behind_since_ns`` (see the
-    module docstring): ``None`` while the receiver keeps up with the server, else the receive
-    time of its last read before the buffer held it back.
+    unmasked. UTF-8 is not validated (as with ``skip_utf8_validation=True``). ``read_ns`` is
+    the wall-clock time the read that completed the last returned frame came back.
 
     Args:
         read: ``read(max_bytes) -> bytes``, e.g. the connection's ``socket.recv``; raises
             ``TimeoutError`` (or ``WebSocketTimeoutException``) when nothing came in time.
         pong: sends a pong with the given payload.
         send_close: sends the close frame that answers the server's.
-        blocked_puts: the buffer's :attr:`~connector.buffer.EventBuffer.blocked_puts`.
-        drained: whether nothing more can be read at once (the socket's buffers are empty);
-            without it a read that returned less than asked counts as such (TLS reads return
-            one record at most, so a TLS socket needs it).
-        clock: wall-clock ns (``time.time_ns``).
     """
 
     __slots__ = (
-        "_blocked_puts",
-        "_blocks_seen",
         "_buffer",
-        "_clock",
-        "_drained",
         "_fragment_opcode",
         "_fragments",
-        "_last_read_ns",
         "_pong",
         "_pos",
         "_read",
         "_send_close",
-        "_streak_ns",
-        "behind_since_ns",
-        "caught_up_ns",
-        "drain_after_ns",
         "read_ns",
     )
 
@@ -222,90 +200,36 @@ class FrameReader:
         read: Callable[[int], bytes],
         pong: Callable[[bytes], Any],
         send_close: Callable[[], Any],
-        *,
-        blocked_puts: Callable[[], int] | None = None,
-        drained: Callable[[], bool] | None = None,
-        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._read = read
-        self._drained = drained
         self._pong = pong
         self._send_close = send_close
-        self._blocked_puts = blocked_puts
-        self._blocks_seen = blocked_puts() if blocked_puts is not None else 0
-        self._clock = clock
         self._buffer = b""
         self._pos = 0
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = 0
-        now = clock()
-        self._last_read_ns = now
-        self._streak_ns: int | None = None
-        self.read_ns = now
-        self.behind_since_ns: int | None = None
-        self.caught_up_ns: int | None = None
-        self.drain_after_ns: int | None = None
-        """Set (any thread) to end the connection once it is caught up past this time."""
+        self.read_ns = time.time_ns()
 
     @classmethod
-    def of(cls, ws: websocket.WebSocket, buffer: EventBuffer | None = None) -> FrameReader:
+    def of(cls, ws: websocket.WebSocket) -> FrameReader:
         """The reader of an open websocket-client connection: reads its socket directly, sends
         pongs and the closing handshake through websocket-client."""
         sock = ws.sock
         if sock is None:
             raise WebSocketConnectionClosedException("the connection is not open")
-        blocked_puts = None if buffer is None else lambda: buffer.blocked_puts
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        pending = getattr(sock, "pending", None)  # ssl.SSLSocket: decrypted bytes held
-
-        def drained() -> bool:
-            return not poller.poll(0) and not (pending is not None and pending())
-
-        return cls(sock.recv, ws.pong, ws.send_close, blocked_puts=blocked_puts, drained=drained)
+        return cls(sock.recv, ws.pong, ws.send_close)
 
     def _fill(self) -> None:
-        blocked = False
-        if self._blocked_puts is not None:
-            count = self._blocked_puts()
-            if count != self._blocks_seen:  # a put waited since the previous read
-                self._blocks_seen = count
-                blocked = True
-                self._streak_ns = None
-                if self.behind_since_ns is None:
-                    self.behind_since_ns = self._last_read_ns
-        rest = self._buffer[self._pos :]
-        if not rest and self._fragments is None:
-            drain_after = self.drain_after_ns
-            caught_up = self.caught_up_ns
-            if drain_after is not None and caught_up is not None and caught_up >= drain_after:
-                raise Drained
-        started = self._clock()
         try:
             data = self._read(_READ_BYTES)
-        except (TimeoutError, WebSocketTimeoutException):
-            if not blocked:  # nothing came for a whole read timeout: nothing is held back
-                self._caught_up(started)
+        except TimeoutError:
             raise WebSocketTimeoutException("timed out") from None
-        self._last_read_ns = self.read_ns = self._clock()
+        self.read_ns = time.time_ns()
         if not data:
             raise WebSocketConnectionClosedException("Connection to remote host was lost.")
-        drained = self._drained
-        empty = drained() if drained is not None else len(data) < _READ_BYTES
-        if empty and not blocked:
-            streak = self._streak_ns
-            if streak is None:
-                self._streak_ns = started
-            elif started - streak >= _CAUGHT_UP_SETTLE_NS:
-                self._caught_up(started)
-        else:
-            self._streak_ns = None
+        rest = self._buffer[self._pos :]
         self._buffer = rest + data if rest else data
         self._pos = 0
-
-    def _caught_up(self, started_ns: int) -> None:
-        self.caught_up_ns = started_ns
-        self.behind_since_ns = None
 
     def recv_data(self, control_frame: bool = True) -> tuple[int, bytes]:
         while True:
@@ -395,7 +319,7 @@ class _SessionEnd:
     close_code: int | None = None
     healthy: bool = False
     stopping: bool = False
-    caught_up_ns: int | None = None
+    sent_after_ns: int | None = None
 
 
 class WebSocketReceiver:
@@ -417,6 +341,9 @@ class WebSocketReceiver:
         ping_interval_s: send a ping this often while connected; ``None`` disables.
         ping_message: the text of an application-level ping (``'{"message":"ping"}'``); with
             ``None`` a WebSocket ping control frame is sent instead.
+        is_pong: recognizes the server's answer to ``ping_message`` among the data frames (it is
+            put into the buffer like any frame); pongs bound when frames were sent (see the
+            module docstring). Without it, application pongs are not told from other frames.
         liveness_timeout_s: replace the socket when no frame at all (data, ping, pong) arrived
             for this long; ``None`` disables the watchdog.
         backoff: delays between attempts; default 0.5 s doubling to 30 s with 20% jitter.
@@ -441,6 +368,7 @@ class WebSocketReceiver:
         on_open: Callable[[Sender], None] | None = None,
         ping_interval_s: float | None = None,
         ping_message: str | None = None,
+        is_pong: Callable[[bytes], bool] | None = None,
         liveness_timeout_s: float | None = None,
         backoff: ExponentialBackoff | None = None,
         reconnect: bool = True,
@@ -462,6 +390,7 @@ class WebSocketReceiver:
         self._on_open = on_open
         self._ping_interval_s = ping_interval_s
         self._ping_message = ping_message
+        self._is_pong = is_pong
         self._liveness_timeout_s = liveness_timeout_s
         self._backoff = backoff or ExponentialBackoff(0.5, 30.0)
         self._reconnect = reconnect
@@ -487,8 +416,10 @@ class WebSocketReceiver:
         self._ever_connected = False
         self._next_ping = 0.0
         self._liveness_anchor = 0.0
-        self._reader: FrameReader | None = None
         self._drain_after_ns: int | None = None
+        # Per connection: when each unanswered ping was sent, and what the last pong proved.
+        self._pings: collections.deque[int] = collections.deque()
+        self._sent_after_ns = 0
 
         self.frames = 0
         """Data frames (text and binary) received since creation."""
@@ -531,17 +462,16 @@ class WebSocketReceiver:
 
     def drain(self, after_ns: int) -> None:
         """Finish reading the connection instead of closing it, e.g. before retiring a socket
-        that another one replaces from ``after_ns`` on: stop reconnecting, and end once a read
-        that began after ``after_ns`` found the socket drained (everything the server sent
-        before had been read and put into the buffer), or the server closes, or :meth:`stop`.
-        Without an open connection there is nothing to read: the receiver just stops. Any
+        that another one replaces from ``after_ns`` on: stop reconnecting, ping at once, and end
+        once the pong to a ping sent after ``after_ns`` has been read and everything before it
+        put into the buffer (nothing sent before ``after_ns`` is left unread), or when the
+        server closes, or at :meth:`stop`. Needs pings (and ``is_pong`` for application pings);
+        without an open connection there is nothing to read and the receiver just stops. Any
         thread; returns at once.
         """
         self._reconnect = False
         self._drain_after_ns = after_ns
-        reader = self._reader
-        if reader is not None:
-            reader.drain_after_ns = after_ns
+        self._next_ping = 0.0
         if not self._connected:
             self.stop(0)
 
@@ -588,7 +518,7 @@ class WebSocketReceiver:
                         close_code=end.close_code,
                         retry_in_s=delay,
                         planned=end.stopping,
-                        caught_up_ns=end.caught_up_ns,
+                        sent_after_ns=end.sent_after_ns,
                     )
                 if delay is None:
                     break
@@ -620,6 +550,9 @@ class WebSocketReceiver:
             if self._stopping.is_set():
                 return _SessionEnd(None, redacted, "stopped", stopping=True)
             self._ws = ws
+        # Nothing of this connection can have been sent before we asked for it.
+        self._sent_after_ns = time.time_ns()
+        self._pings.clear()
         try:
             try:
                 ws.connect(url, timeout=self._connect_timeout_s, header=headers)
@@ -641,9 +574,7 @@ class WebSocketReceiver:
             ws.shutdown()
 
     def _connected_session(self, ws: websocket.WebSocket, redacted: str) -> _SessionEnd:
-        reader = FrameReader.of(ws, self._buffer)
-        reader.drain_after_ns = self._drain_after_ns
-        self._reader = reader
+        reader = FrameReader.of(ws)
         opened_at = time.monotonic()
         frames_before = self.frames
         self._connected = True
@@ -667,7 +598,6 @@ class WebSocketReceiver:
             outcome = self._read_loop(ws, reader)
 
         self._connected = False
-        self._reader = None
         healthy = (
             self.frames > frames_before or time.monotonic() - opened_at >= self._healthy_after_s
         )
@@ -691,7 +621,7 @@ class WebSocketReceiver:
             outcome.close_code,
             healthy=healthy,
             stopping=outcome.stopping,
-            caught_up_ns=reader.caught_up_ns,
+            sent_after_ns=self._sent_after_ns,
         )
 
     def _read_loop(self, ws: websocket.WebSocket, reader: FrameReader) -> _Disconnect:
@@ -702,12 +632,11 @@ class WebSocketReceiver:
         monotonic = time.monotonic
         stopping = self._stopping
         recv_data = reader.recv_data
+        is_pong = self._is_pong
         next_check = monotonic() + tick_s
         while True:
             try:
                 opcode, data = recv_data(True)
-            except Drained:
-                return _Disconnect("drained", stopping=True)
             except WebSocketTimeoutException:
                 if stopping.is_set():
                     return _Disconnect("stopped", stopping=True)
@@ -727,12 +656,22 @@ class WebSocketReceiver:
             if opcode in _DATA_OPCODES:
                 self.frames += 1
                 self.bytes += len(data)
-                frame = Frame(data, reader.read_ns, source, reader.behind_since_ns)
+                pong = is_pong is not None and len(data) <= _MAX_PONG_BYTES and is_pong(data)
+                if pong:
+                    self._ponged()
+                frame = Frame(data, reader.read_ns, source, self._sent_after_ns)
                 if not put(frame, tick_s):
                     outcome = self._put_blocked(ws, frame)
                     if outcome is not None:
                         return outcome
                     now = monotonic()
+                if pong and self._drained():
+                    return _Disconnect("drained", stopping=True)
+            elif opcode == _OPCODE_PONG:
+                if self._ping_message is None:
+                    self._ponged()
+                    if self._drained():
+                        return _Disconnect("drained", stopping=True)
             elif opcode == _OPCODE_CLOSE:
                 if stopping.is_set():  # the server's answer to the close frame stop() sent
                     return _Disconnect("stopped", stopping=True)
@@ -742,6 +681,19 @@ class WebSocketReceiver:
                 outcome = self._periodic_checks(ws, now, blocked=False)
                 if outcome is not None:
                     return outcome
+
+    def _ponged(self) -> None:
+        """A pong came: what follows it was sent after the ping it answers (the oldest
+        unanswered one; if the server skipped a ping, an older one: still a lower bound)."""
+        if self._pings:
+            sent = self._pings.popleft()
+            if sent > self._sent_after_ns:
+                self._sent_after_ns = sent
+
+    def _drained(self) -> bool:
+        """Whether a drain is complete: everything sent before its time has been put."""
+        after = self._drain_after_ns
+        return after is not None and self._sent_after_ns >= after
 
     def _put_blocked(self, ws: websocket.WebSocket, frame: Frame) -> _Disconnect | None:
         """The buffer is full: keep trying, keep pinging, don't let the watchdog fire."""
@@ -767,6 +719,7 @@ class WebSocketReceiver:
         interval = self._ping_interval_s
         if interval is not None and now >= self._next_ping:
             self._next_ping = now + interval
+            sent_ns = time.time_ns()
             try:
                 if self._ping_message is not None:
                     ws.send(self._ping_message, _OPCODE_TEXT)
@@ -774,6 +727,9 @@ class WebSocketReceiver:
                     ws.ping()
             except (WebSocketException, OSError) as exc:
                 return _Disconnect("ping failed", exc, stopping=self._stopping.is_set())
+            if len(self._pings) < _MAX_UNANSWERED_PINGS:
+                # (beyond that, later pongs are matched to older pings: still a lower bound)
+                self._pings.append(sent_ns)
         timeout = self._liveness_timeout_s
         if timeout is not None and not blocked:
             last = self.last_frame_monotonic or 0.0
@@ -820,12 +776,12 @@ class WebSocketReceiver:
         close_code: int | None = None,
         retry_in_s: float | None = None,
         planned: bool = False,
-        caught_up_ns: int | None = None,
+        sent_after_ns: int | None = None,
     ) -> None:
         if self._on_state is None:
             return
         event = ReceiverEvent(
-            kind, self.source, url, reason, error, close_code, retry_in_s, planned, caught_up_ns
+            kind, self.source, url, reason, error, close_code, retry_in_s, planned, sent_after_ns
         )
         try:
             self._on_state(event)

@@ -14,15 +14,23 @@ Threads:
 The task thread learns about connection changes through *control frames* put into the same
 buffer as the data frames (source ``genesys-control:<socket source>``), so it sees them in
 exactly the order the frames arrived: "connected" after every frame of the previous socket,
-"disconnected" after the last frame of that socket. Gap windows are therefore exact with respect
-to what was received.
+"disconnected" after the last frame of that socket (saying whether we closed it). The order is
+that of the receive side, not of the real events: under backpressure a socket's frames, and its
+disconnect, come seconds after the server sent them, while another socket may have connected
+meanwhile. So frames carry a bound of their send time (the receiver's pings, see
+:mod:`connector.ws.receiver`) and the task compares times, not positions.
 
 Make-before-break rotation (socket_closing, channel age, token rotation, no_longer_subscribed,
 token_revoked): take a rotation slot of the OAuth client (:mod:`plan` headroom), create a new
 channel, subscribe it, connect it and wait for the handshake, and only then retire the old
-socket. During the overlap both sockets deliver; the task drops duplicates. If no slot or no new
-channel can be had in time, the session falls back to what stays correct: reconnecting the same
-channel (socket_closing) or break-before-make (a dead channel), and the task reports the gap.
+socket: not by cutting it, which would throw away what it still holds (under backpressure,
+seconds of events sent before the new socket connected), but by draining it: it is read until it
+has delivered past the moment the new socket connected, or the server closes it, or
+``DRAIN_WAIT_S``; what it had not delivered then is reported by the task as a gap
+(``rotation_backlog``). During the overlap both sockets deliver; the task drops duplicates. If
+no slot or no new channel can be had in time, the session falls back to what stays correct:
+reconnecting the same channel (socket_closing) or break-before-make (a dead channel), and the
+task reports the gap.
 A channel is never created per retry: ``start``/``recover`` create one channel per attempt and
 back off between attempts; rotations retry only after their backoff.
 """
@@ -47,7 +55,7 @@ from connector.plugins.genesys.channels import (
     ChannelsClient,
     RejectedTopic,
 )
-from connector.plugins.genesys.events import PING_FRAME
+from connector.plugins.genesys.events import PING_FRAME, FrameKind, classify
 from connector.plugins.genesys.plan import ChannelPlan
 from connector.ws.backoff import ExponentialBackoff
 from connector.ws.receiver import ReceiverEvent, ReceiverEventKind, WebSocketReceiver
@@ -62,6 +70,17 @@ CONNECT_FAILURES_BEFORE_CHECK = 3
 
 HANDSHAKE_WAIT_S = 20.0
 """How long a rotation waits for the new socket's handshake before giving up on it."""
+
+DRAIN_WAIT_S = 10.0
+"""How long a rotation keeps reading the old socket, at most, for what it holds that the new one
+does not (under backpressure both are behind); then it is closed and the task reports what it
+had not delivered as a gap."""
+
+
+def is_pong(data: bytes) -> bool:
+    """Whether a frame is Genesys' answer to :data:`PING_FRAME` (the receiver's pongs bound when
+    the frames after them were sent; parsed only when the text mentions a pong)."""
+    return b'"pong"' in data and classify(data).kind is FrameKind.PONG
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +120,10 @@ class ChannelSession:
     connect_failures: int = 0
     retiring: set[str] = field(default_factory=set)
     connected: dict[str, threading.Event] = field(default_factory=dict)
+    connected_ns: dict[str, int] = field(default_factory=dict)
+    """Source -> when its socket last connected (the stamp of its ``connected`` control frame)."""
+    draining: dict[str, tuple[WebSocketReceiver, str]] = field(default_factory=dict)
+    """Source -> (receiver, rotation reason) of old sockets still read after a rotation."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def is_retiring(self, source: str) -> bool:
@@ -111,7 +134,7 @@ class ChannelSession:
 
 @dataclass(frozen=True, slots=True)
 class _Command:
-    kind: str  # start | rotate | recover | check
+    kind: str  # start | rotate | recover | check | retire (a drained old socket)
     index: int
     reason: str = ""
     not_before: float = 0.0
@@ -195,6 +218,11 @@ class ChannelManager:
         """The session a frame source belongs to."""
         return self._by_source.get(source)
 
+    def caught_up(self, index: int, source: str) -> None:
+        """The old socket ``source`` of a rotation has delivered past the moment its
+        replacement connected: nothing it still holds is missing from the new one, close it."""
+        self._commands.put(_Command("retire", index, "caught up", source=source))
+
     def stop(self) -> None:
         """Stop the supervisor and every receiver. Idempotent."""
         self._stop.set()
@@ -204,6 +232,8 @@ class ChannelManager:
         for session in self.sessions:
             with session.lock:
                 receivers = [session.receiver] if session.receiver else []
+                receivers += [receiver for receiver, _ in session.draining.values()]
+                session.draining.clear()
             for receiver in receivers:
                 with session.lock:
                     session.retiring.add(receiver.source)
@@ -278,6 +308,9 @@ class ChannelManager:
 
     def _execute(self, command: _Command) -> None:
         session = self._by_index[command.index]
+        if command.kind == "retire":
+            self._finish_drain(session, command.source)
+            return
         if command.source and command.source != session.source:
             self._log.debug("channel %d: stale %s command dropped", session.index, command.kind)
             return
@@ -359,6 +392,7 @@ class ChannelManager:
             source=source,
             ping_interval_s=self._settings.ping_interval_s,
             ping_message=PING_FRAME,
+            is_pong=is_pong,
             liveness_timeout_s=self._settings.liveness_timeout_s,
             backoff=ExponentialBackoff(
                 self._settings.backoff_initial_s, self._settings.backoff_max_s, jitter=0.2
@@ -420,9 +454,45 @@ class ChannelManager:
             session.channel = None
         self._bring_up(session, reason)
 
-    def _control(self, kind: str, source: str, **detail: Any) -> None:
+    def _control(self, kind: str, source: str, **detail: Any) -> int:
+        """Put a control frame into the buffer (in stream order); returns its time stamp."""
         payload = orjson.dumps({"kind": kind, "source": source, **detail})
-        self._buffer.put(Frame(payload, time.time_ns(), CONTROL_PREFIX + source), timeout_s=None)
+        at_ns = time.time_ns()
+        self._buffer.put(Frame(payload, at_ns, CONTROL_PREFIX + source), timeout_s=None)
+        return at_ns
+
+    def _drain(
+        self, session: ChannelSession, receiver: WebSocketReceiver | None, reason: str
+    ) -> bool:
+        """Keep reading the old socket of a rotation until it holds nothing the new one lacks
+        (it delivered the pong to a ping sent after the new socket connected, or an event
+        stamped after that, which the receiver or the task notices), the server closes it, or
+        ``DRAIN_WAIT_S`` passes; then :meth:`_finish_drain` closes it. Returns whether a drain
+        started (it ends with the rotation's ``rotation_finished``)."""
+        if receiver is None:
+            return False
+        with session.lock:
+            after_ns = session.connected_ns.get(session.source, time.time_ns())
+            session.draining[receiver.source] = (receiver, reason)
+        self._delayed.append(
+            _Command("retire", session.index, reason, self._clock() + DRAIN_WAIT_S, receiver.source)
+        )
+        receiver.drain(after_ns)
+        return True
+
+    def _finish_drain(self, session: ChannelSession, source: str) -> None:
+        """Close a draining old socket (done, or out of time: the task reports what it had not
+        delivered) and end its rotation for the task."""
+        with session.lock:
+            entry = session.draining.pop(source, None)
+            if entry is not None:
+                session.retiring.add(source)
+                session.connected_ns.pop(source, None)
+        if entry is None:
+            return  # finished already
+        receiver, reason = entry
+        receiver.stop(5.0)
+        self._control("rotation_finished", source, reason=reason)
 
     def _rotate(self, session: ChannelSession, reason: str) -> None:
         """Make-before-break; falls back as described in the module docstring."""
@@ -440,6 +510,7 @@ class ChannelManager:
             return
         self._control("rotation_started", old_source, reason=reason)
         new_receiver: WebSocketReceiver | None = None
+        draining = False
         try:
             try:
                 channel, source, renew_at = self._new_channel(session)
@@ -459,7 +530,7 @@ class ChannelManager:
                 self._fallback(session, reason, f"{type(exc).__name__}: {exc}")
                 return
             self._adopt(session, channel, source, renew_at, new_receiver)
-            self._retire(session, old_receiver)
+            draining = self._drain(session, old_receiver, reason)
             self._log.info(
                 "channel %d: rotated (%s) from %s to %s, make-before-break",
                 session.index,
@@ -469,7 +540,8 @@ class ChannelManager:
             )
         finally:
             slots.release()
-            self._control("rotation_finished", old_source, reason=reason)
+            if not draining:
+                self._control("rotation_finished", old_source, reason=reason)
 
     def _fallback(self, session: ChannelSession, reason: str, why: str) -> None:
         self._log.warning(
@@ -492,13 +564,27 @@ class ChannelManager:
         kind = event.kind
         if kind is ReceiverEventKind.CONNECTED:
             session.connect_failures = 0
-            self._control("connected", event.source)
+            at_ns = self._control("connected", event.source)
             with session.lock:
+                session.connected_ns[event.source] = at_ns
                 connected = session.connected.get(event.source)
             if connected is not None:
                 connected.set()
         elif kind is ReceiverEventKind.DISCONNECTED:
-            self._control("disconnected", event.source, reason=event.reason)
+            self._control(
+                "disconnected",
+                event.source,
+                reason=event.reason,
+                planned=event.planned,
+                sent_after_ns=event.sent_after_ns,
+            )
+        elif kind is ReceiverEventKind.STOPPED:
+            with session.lock:
+                draining = event.source in session.draining
+            if draining:  # drained, or closed by the server: the supervisor finishes it
+                self._commands.put(
+                    _Command("retire", session.index, "drained", source=event.source)
+                )
         elif kind is ReceiverEventKind.CONNECT_FAILED:
             if session.is_retiring(event.source) or event.source != session.source:
                 return

@@ -445,7 +445,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         message = orjson.loads(frame.payload)
         source: str = message["source"]
         kind: str = message["kind"]
-        at_ms = frame.received_ns // 1_000_000
+        at_ms = -(-frame.received_ns // 1_000_000)  # ends windows: rounded up, never early
         if kind == "rotation_started":
             self._dedupe.rotation_started()
             return

@@ -133,7 +133,10 @@ def account(
     assert not state["late"], f"{len(state['late'])} events sent after the fault never arrived"
     if bad:
         windows = sorted(
-            {(*gap_window(g), g.value["from_basis"], g.value["channel_id"]) for g in state["gaps"]},
+            {
+                (*gap_window(g), g.value.get("from_basis"), g.value["channel_id"])
+                for g in state["gaps"]
+            },
             key=lambda w: w[0] or 0,
         )
         first = min(e.sent_ns for e in bad) / 1e6

@@ -45,6 +45,8 @@ QUOTA_BYTES_PER_S = 60_000
 """Produce quota of the connector's client id: a few hundred events/s, well below RATE."""
 BEHIND = 6000
 """Ledger events not yet in Kafka before the fault: three seconds of the source at least."""
+READ_LAG_MS = 3000
+"""How old, at least, the frames the connector reads are before the fault."""
 
 # The connector's queues kept small, so that backpressure reaches the socket within seconds.
 SMALL_QUEUES_WORKER: dict[str, Any] = {
@@ -86,14 +88,43 @@ def deployment(
     return path, client_id
 
 
-def fall_behind(sim: GenesysSimulator, view: KafkaView, topics: list[str]) -> None:
-    """Wait until the connector is ``BEHIND`` events behind the simulator."""
+class ReadLag:
+    """How old the frames the connector reads are: an untimed event's Kafka timestamp is its
+    receive time, the ledger has its send time. Seconds of it mean a backlog in the
+    simulator's and the kernel's buffers, which a lost socket takes with it."""
+
+    def __init__(self, sim: GenesysSimulator) -> None:
+        self.sim = sim
+        self.sent_ms: dict[str, float] = {}
+        self.position = 0
+        self.worst_ms = 0.0
+
+    def observe(self, records: list[Msg]) -> float:
+        entries = self.sim.ledger.entries(self.position)
+        self.position += len(entries)
+        for entry in entries:
+            self.sent_ms.setdefault(entry.correlation_id, entry.sent_ns / 1e6)
+        for record in records:
+            sent = self.sent_ms.get(record.correlation_id or "")
+            if sent is not None:
+                self.worst_ms = max(self.worst_ms, record.timestamp_ms - sent)
+        return self.worst_ms
+
+
+def fall_behind(sim: GenesysSimulator, view: KafkaView, topics: list[str]) -> float:
+    """Wait until the connector is ``BEHIND`` events behind the simulator and reads frames
+    ``READ_LAG_MS`` old; return that lag."""
+    lag = ReadLag(sim)
 
     def behind() -> bool:
-        view.sync()
-        return len(ledger_for(sim, topics)) - len(view.events()) >= BEHIND
+        new = view.sync()
+        return (
+            lag.observe(new) >= READ_LAG_MS
+            and len(ledger_for(sim, topics)) - len(view.events()) >= BEHIND
+        )
 
-    wait_until(behind, 60, f"the connector to fall {BEHIND} events behind")
+    wait_until(behind, 60, f"the connector to read frames {READ_LAG_MS} ms old", 0.25)
+    return lag.worst_ms
 
 
 def account(
@@ -167,7 +198,7 @@ def test_socket_drop_under_backpressure_is_covered_by_its_gap(
         [channel] = wait_until(
             lambda: [c for c in sim.channels() if c["connected"]], 30, "a connected channel"
         )
-        fall_behind(sim, view, topics)
+        read_lag_ms = fall_behind(sim, view, topics)
         drop_ms = time.time() * 1000
         sim.faults.drop(channel["id"])
         quota.remove()  # let the backlog through
@@ -205,7 +236,8 @@ def test_socket_drop_under_backpressure_is_covered_by_its_gap(
     # and tight: about a ping interval (0.3 s) before the first lost event, not seconds
     assert first_lost_ms - from_ms < 2000, (first_lost_ms, from_ms)
     print(
-        f"drop under backpressure: {len(ledger)} ledger events, {len(missing)} lost, the first "
+        f"drop under backpressure (reading frames {read_lag_ms:.0f} ms old): "
+        f"{len(ledger)} ledger events, {len(missing)} lost, the first "
         f"sent {drop_ms - first_lost_ms:.0f} ms before the drop; gap from "
         f"{first_lost_ms - from_ms:.0f} ms before it ({basis})"
     )

@@ -417,6 +417,7 @@ class WebSocketReceiver:
         self._next_ping = 0.0
         self._liveness_anchor = 0.0
         self._drain_after_ns: int | None = None
+        self._drain_deadline = float("inf")
         # Per connection: when each unanswered ping was sent, and what the last pong proved.
         self._pings: collections.deque[int] = collections.deque()
         self._sent_after_ns = 0
@@ -460,16 +461,17 @@ class WebSocketReceiver:
             if thread.is_alive() and timeout_s > 0:
                 logger.warning("receiver %s did not stop within %.1fs", self.name, timeout_s)
 
-    def drain(self, after_ns: int) -> None:
+    def drain(self, after_ns: int, timeout_s: float) -> None:
         """Finish reading the connection instead of closing it, e.g. before retiring a socket
         that another one replaces from ``after_ns`` on: stop reconnecting, ping at once, and end
         once the pong to a ping sent after ``after_ns`` has been read and everything before it
         put into the buffer (nothing sent before ``after_ns`` is left unread), or when the
-        server closes, or at :meth:`stop`. Needs pings (and ``is_pong`` for application pings);
-        without an open connection there is nothing to read and the receiver just stops. Any
-        thread; returns at once.
+        server closes, or after ``timeout_s`` (reason ``drain timed out``), or at :meth:`stop`.
+        Needs pings (and ``is_pong`` for application pings); without an open connection there
+        is nothing to read and the receiver just stops. Any thread; returns at once.
         """
         self._reconnect = False
+        self._drain_deadline = time.monotonic() + timeout_s
         self._drain_after_ns = after_ns
         self._next_ping = 0.0
         if not self._connected:
@@ -715,7 +717,10 @@ class WebSocketReceiver:
     def _periodic_checks(
         self, ws: websocket.WebSocket, now: float, *, blocked: bool
     ) -> _Disconnect | None:
-        """Send a due ping; fire the watchdog on a silent socket (not while we are blocked)."""
+        """Send a due ping; fire the watchdog on a silent socket (not while we are blocked); end
+        a drain that took too long."""
+        if now >= self._drain_deadline:
+            return _Disconnect("drain timed out", stopping=True)
         interval = self._ping_interval_s
         if interval is not None and now >= self._next_ping:
             self._next_ping = now + interval

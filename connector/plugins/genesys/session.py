@@ -71,7 +71,7 @@ CONNECT_FAILURES_BEFORE_CHECK = 3
 HANDSHAKE_WAIT_S = 20.0
 """How long a rotation waits for the new socket's handshake before giving up on it."""
 
-DRAIN_WAIT_S = 10.0
+DRAIN_WAIT_S = 5.0
 """How long a rotation keeps reading the old socket, at most, for what it holds that the new one
 does not (under backpressure both are behind); then it is closed and the task reports what it
 had not delivered as a gap."""
@@ -123,7 +123,8 @@ class ChannelSession:
     connected_ns: dict[str, int] = field(default_factory=dict)
     """Source -> when its socket last connected (the stamp of its ``connected`` control frame)."""
     draining: dict[str, tuple[WebSocketReceiver, str]] = field(default_factory=dict)
-    """Source -> (receiver, rotation reason) of old sockets still read after a rotation."""
+    """Source -> (receiver, rotation reason) of old sockets still read after a rotation; each
+    holds its rotation slot until it is closed (its channel is still in use)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def is_retiring(self, source: str) -> bool:
@@ -134,7 +135,7 @@ class ChannelSession:
 
 @dataclass(frozen=True, slots=True)
 class _Command:
-    kind: str  # start | rotate | recover | check | retire (a drained old socket)
+    kind: str  # start | rotate | recover | check
     index: int
     reason: str = ""
     not_before: float = 0.0
@@ -221,7 +222,13 @@ class ChannelManager:
     def caught_up(self, index: int, source: str) -> None:
         """The old socket ``source`` of a rotation has delivered past the moment its
         replacement connected: nothing it still holds is missing from the new one, close it."""
-        self._commands.put(_Command("retire", index, "caught up", source=source))
+        session = self._by_index.get(index)
+        if session is None:
+            return
+        with session.lock:
+            entry = session.draining.get(source)
+        if entry is not None:
+            entry[0].stop(0)  # its thread ends the drain (see _drain_ended)
 
     def stop(self) -> None:
         """Stop the supervisor and every receiver. Idempotent."""
@@ -233,7 +240,11 @@ class ChannelManager:
             with session.lock:
                 receivers = [session.receiver] if session.receiver else []
                 receivers += [receiver for receiver, _ in session.draining.values()]
+                slots_held = len(session.draining)
                 session.draining.clear()
+            for _ in range(slots_held):
+                if self._slots is not None:
+                    self._slots.release()
             for receiver in receivers:
                 with session.lock:
                     session.retiring.add(receiver.source)
@@ -308,9 +319,6 @@ class ChannelManager:
 
     def _execute(self, command: _Command) -> None:
         session = self._by_index[command.index]
-        if command.kind == "retire":
-            self._finish_drain(session, command.source)
-            return
         if command.source and command.source != session.source:
             self._log.debug("channel %d: stale %s command dropped", session.index, command.kind)
             return
@@ -465,34 +473,31 @@ class ChannelManager:
         self, session: ChannelSession, receiver: WebSocketReceiver | None, reason: str
     ) -> bool:
         """Keep reading the old socket of a rotation until it holds nothing the new one lacks
-        (it delivered the pong to a ping sent after the new socket connected, or an event
-        stamped after that, which the receiver or the task notices), the server closes it, or
-        ``DRAIN_WAIT_S`` passes; then :meth:`_finish_drain` closes it. Returns whether a drain
-        started (it ends with the rotation's ``rotation_finished``)."""
+        (it delivered the pong to a ping sent after the new socket connected, or the task saw
+        an event stamped after that), the server closes it, or ``DRAIN_WAIT_S`` passes; it
+        keeps the rotation slot (its channel is in use) until :meth:`_drain_ended`. Returns
+        whether a drain started. Nothing here waits on the supervisor: it may be waiting for
+        that very slot to rotate another channel."""
         if receiver is None:
             return False
         with session.lock:
             after_ns = session.connected_ns.get(session.source, time.time_ns())
             session.draining[receiver.source] = (receiver, reason)
-        self._delayed.append(
-            _Command("retire", session.index, reason, self._clock() + DRAIN_WAIT_S, receiver.source)
-        )
-        receiver.drain(after_ns)
+            session.retiring.add(receiver.source)
+        receiver.drain(after_ns, DRAIN_WAIT_S)
         return True
 
-    def _finish_drain(self, session: ChannelSession, source: str) -> None:
-        """Close a draining old socket (done, or out of time: the task reports what it had not
-        delivered) and end its rotation for the task."""
+    def _drain_ended(self, session: ChannelSession, source: str) -> None:
+        """A draining old socket is closed (receiver thread): free its rotation slot and end
+        the rotation for the task (after the socket's ``disconnected``)."""
         with session.lock:
             entry = session.draining.pop(source, None)
-            if entry is not None:
-                session.retiring.add(source)
-                session.connected_ns.pop(source, None)
+            session.connected_ns.pop(source, None)
         if entry is None:
-            return  # finished already
-        receiver, reason = entry
-        receiver.stop(5.0)
-        self._control("rotation_finished", source, reason=reason)
+            return
+        if self._slots is not None:
+            self._slots.release()  # the old channel is no longer in use
+        self._control("rotation_finished", source, reason=entry[1])
 
     def _rotate(self, session: ChannelSession, reason: str) -> None:
         """Make-before-break; falls back as described in the module docstring."""
@@ -539,8 +544,8 @@ class ChannelManager:
                 channel.id,
             )
         finally:
-            slots.release()
-            if not draining:
+            if not draining:  # else the slot is released when the old socket is closed
+                slots.release()
                 self._control("rotation_finished", old_source, reason=reason)
 
     def _fallback(self, session: ChannelSession, reason: str, why: str) -> None:
@@ -579,12 +584,7 @@ class ChannelManager:
                 sent_after_ns=event.sent_after_ns,
             )
         elif kind is ReceiverEventKind.STOPPED:
-            with session.lock:
-                draining = event.source in session.draining
-            if draining:  # drained, or closed by the server: the supervisor finishes it
-                self._commands.put(
-                    _Command("retire", session.index, "drained", source=event.source)
-                )
+            self._drain_ended(session, event.source)
         elif kind is ReceiverEventKind.CONNECT_FAILED:
             if session.is_retiring(event.source) or event.source != session.source:
                 return

@@ -546,7 +546,7 @@ def test_drain_ends_once_the_pong_to_a_later_ping_is_read(
         server.wait_for_connection(0).send_many(["before"] * 5)
         wait_until(lambda: buffer.depth == 5)
         after = time.time_ns()
-        receiver.drain(after)
+        receiver.drain(after, timeout_s=10)
         wait_until(lambda: not receiver.is_running)
         frames = buffer.drain(10_000, 0)
         assert [f.payload for f in frames] == [b"before"] * 5 + [PONG.encode()]
@@ -570,11 +570,34 @@ def test_a_drained_receiver_ends_when_the_server_closes(
         receiver.start()
         connection = server.wait_for_connection(0)
         wait_until(lambda: receiver.is_connected)
-        receiver.drain(time.time_ns() + 60 * 10**9)  # never caught up past that in this test
+        receiver.drain(time.time_ns() + 60 * 10**9, timeout_s=30)  # not before the close
         connection.send_close(1001, "going away")
         wait_until(lambda: not receiver.is_running)
         [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
         assert not disconnected.planned and disconnected.close_code == 1001
+        assert len(server.connections) == 1
+
+
+def test_a_drain_that_cannot_complete_ends_at_its_timeout(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    events = Events()
+    with LocalWebSocketServer() as server:  # never answers pings
+        receiver = WebSocketReceiver(
+            server.url,
+            EventBuffer(10),
+            ping_interval_s=0.05,
+            ping_message='{"message":"ping"}',
+            is_pong=is_pong,
+            on_state=events,
+        )
+        receivers.append(receiver)
+        receiver.start()
+        wait_until(lambda: receiver.is_connected)
+        receiver.drain(time.time_ns(), timeout_s=0.3)
+        wait_until(lambda: not receiver.is_running)
+        [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+        assert disconnected.planned and disconnected.reason == "drain timed out"
         assert len(server.connections) == 1
 
 

@@ -403,12 +403,13 @@ class GenesysNotificationsSourceTask(SourceTask):
             bound = min(event_ms - 1, sock.received_ms)
             if sock.event_ms is None or bound > sock.event_ms:
                 sock.event_ms = bound
-        seen_ms, _ = sock.sent_after()
+        bound_ms, _ = sock.sent_after()
+        seen_ms = bound_ms
         if state is not None and len(state.sockets) > 1:
             seen_ms = min(other.sent_after()[0] for other in state.sockets.values())
         offset["seen_ms"] = seen_ms
         superseded = sock.superseded_ms
-        if superseded is not None and session is not None and sock.sent_after()[0] >= superseded:
+        if superseded is not None and session is not None and bound_ms >= superseded:
             sock.superseded_ms = None  # the old socket of a rotation has delivered past the new
             assert self._manager is not None
             self._manager.caught_up(session.index, source)

@@ -159,10 +159,9 @@ class _Socket:
     connected_ms: int
     received_ms: int
     """Receive time of the last frame (the connection time before the first)."""
-    ping_ms: int | None = None
-    """``Frame.sent_after_ns`` of the last frame: the receiver's ping bound."""
-    event_ms: int | None = None
-    """The latest event time received (less 1 ms), each capped at its receive time."""
+    bound_ms: int | None = None
+    """The latest of the bounds below (they only grow); ``None``: neither known yet."""
+    basis: str = "receive_time"
     superseded_ms: int | None = None
     """A newer socket of the session connected then (a rotation): once this one has delivered
     past it, it holds nothing the new one lacks."""
@@ -181,12 +180,15 @@ class _Socket:
           (the later of the two bounds is used).
         - ``receive_time``: neither is known (frames from another kind of receiver).
         """
-        event, ping = self.event_ms, self.ping_ms
-        if event is not None and (ping is None or event >= ping):
-            return event, "event_time"
-        if ping is not None:
-            return ping, "ping"
-        return self.received_ms, "receive_time"
+        if self.bound_ms is None:
+            return self.received_ms, "receive_time"
+        return self.bound_ms, self.basis
+
+    def pinged(self, sent_after_ns: int) -> None:
+        """The receiver's ping bound of a frame (``Frame.sent_after_ns``)."""
+        ms = sent_after_ns // 1_000_000
+        if self.bound_ms is None or ms > self.bound_ms:
+            self.bound_ms, self.basis = ms, "ping"
 
 
 @dataclass(slots=True)
@@ -340,7 +342,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         if sock is not None:
             sock.received_ms = received_ms
             if frame.sent_after_ns is not None:
-                sock.ping_ms = frame.sent_after_ns // 1_000_000
+                sock.pinged(frame.sent_after_ns)
         classified = events.classify(frame.payload)
         kind = classified.kind
         if kind is FrameKind.EVENT:
@@ -400,10 +402,13 @@ class GenesysNotificationsSourceTask(SourceTask):
         the earliest, and while two sockets overlap, the earlier of both."""
         event_ms = offset.get("event_time_ms")
         if event_ms is not None:
-            bound = min(event_ms - 1, sock.received_ms)
-            if sock.event_ms is None or bound > sock.event_ms:
-                sock.event_ms = bound
-        bound_ms, _ = sock.sent_after()
+            # a millisecond timestamp may be rounded up; and never later than received
+            bound = event_ms - 1
+            if bound > sock.received_ms:
+                bound = sock.received_ms
+            if sock.bound_ms is None or bound >= sock.bound_ms:
+                sock.bound_ms, sock.basis = bound, "event_time"
+        bound_ms = sock.bound_ms if sock.bound_ms is not None else sock.received_ms
         seen_ms = bound_ms
         if state is not None and len(state.sockets) > 1:
             seen_ms = min(other.sent_after()[0] for other in state.sockets.values())
@@ -495,8 +500,8 @@ class GenesysNotificationsSourceTask(SourceTask):
         if not was_live or sock is None:
             return  # already reported (404, no_longer_subscribed, token_revoked)
         final = message.get("sent_after_ns")
-        if isinstance(final, int) and (sock.ping_ms is None or final // 1_000_000 > sock.ping_ms):
-            sock.ping_ms = final // 1_000_000  # a pong after the last frame
+        if isinstance(final, int):
+            sock.pinged(final)  # a pong after the last frame
         from_ms, basis = sock.sent_after()
         planned = bool(message.get("planned"))
         channel_id = source.rsplit("/", 1)[-1]

@@ -3,8 +3,8 @@
 (a) confluent-kafka producing the already-encoded records (same keys, values, headers, same
     producer settings: idempotent, acks=all, lz4, linger 5 ms), counted when all are acked;
 (b) websocket-client receiving the simulator's frames and doing nothing else (``recv_data``
-    in a loop; also the connector's own FrameReader on a websocket-client connection, for
-    reference);
+    in a loop; also the connector's own FrameReader reading the socket of a websocket-client
+    connection after its handshake, for reference);
 (c) fastavro encoding the same events (``schemaless_writer`` with a parsed schema, reused
     buffer), and, for reference, the connector's compiled writer;
 (d) the connector's own record path without any I/O: parse, classify, build, convert.
@@ -29,7 +29,7 @@ from connector.plugins.genesys import topics as genesys_topics
 from connector.runtime.producer import DEFAULT_PRODUCER_CONFIG, REQUIRED_PRODUCER_CONFIG
 from connector.serde.avro import AvroConverter
 from connector.serde.converter import StringConverter
-from connector.ws.receiver import _frame_reader
+from connector.ws.receiver import FrameReader
 
 
 @dataclass
@@ -130,7 +130,7 @@ def receive_ceiling(sim: Simulator, topics: int, seconds: float, frame_reader: b
     ws = websocket.create_connection(
         sim.channel(conversation_topics(topics)), skip_utf8_validation=True, timeout=10
     )
-    recv = _frame_reader(ws) if frame_reader else ws.recv_data
+    recv = FrameReader.of(ws).recv_data if frame_reader else ws.recv_data
     try:
         warm_until = time.perf_counter() + 1.0
         while time.perf_counter() < warm_until:

@@ -24,14 +24,21 @@ class Frame(NamedTuple):
     Attributes:
         payload: the message body. The WebSocket receiver always passes ``bytes`` (text frames
             too: UTF-8 is validated by the task, not on the receiver thread).
-        received_ns: wall-clock receive time, ``time.time_ns()``.
+        received_ns: wall-clock receive time, ``time.time_ns()`` (the WebSocket receiver stamps
+            the time of the socket read that completed the frame).
         source: where the frame came from (a redacted URL, a channel id), so that a task can
             keep per-source state or drop duplicates across two overlapping sockets.
+        sent_after_ns: a lower bound of the time the server *sent* the frame (``None``:
+            unknown). Its receive time is none: a receiver that has fallen behind reads frames
+            that waited long in the server's and the kernel's buffers, and so may what is still
+            in flight. The WebSocket receiver knows one from its pings (see
+            :mod:`connector.ws.receiver`).
     """
 
     payload: str | bytes
     received_ns: int
     source: str
+    sent_after_ns: int | None = None
 
 
 class EventBuffer:

@@ -1,6 +1,7 @@
 """A resilient WebSocket receiver: one connection, one daemon thread, feeding an EventBuffer.
 
-Per frame the thread only receives, stamps ``time.time_ns()`` and puts a
+Per frame the thread only receives, stamps it (the wall-clock time of the socket read that
+completed it, and a lower bound of when the server sent it) and puts a
 :class:`~connector.buffer.Frame` into the buffer. No decoding or parsing happens here: the
 payload of text *and* binary frames is passed on as raw ``bytes`` (UTF-8 is not validated,
 ``skip_utf8_validation=True``), so a malformed frame can never crash the receiver; the task
@@ -23,18 +24,29 @@ Ping and watchdog need no extra thread: the socket has a short read timeout (the
 checks run when a read times out, or at most once per tick while frames flow.
 
 Throughput: websocket-client reads each frame with up to three tiny ``recv`` calls (header,
-length, payload) and parses it through a dozen Python calls and an ``ABNF`` object.
-:class:`FrameReader` reads up to 256 KB at once and parses frames straight from that buffer
-(about 1 µs per frame instead of 7-14 µs of interpreter time, which the task thread needs);
-websocket-client still does the handshake and every send. Should websocket-client's internals
-change, :class:`_ReadAhead` (one large read under websocket-client's own parser) or plain
-websocket-client is used instead; see ``_frame_reader``.
+length, payload) and parses it through a dozen Python calls and an ``ABNF`` object. So
+websocket-client only does the handshake and every send; after the handshake the receiver owns
+the reads of the connection's socket (``WebSocket.sock``: websocket-client reads the handshake
+response byte by byte, so nothing of the WebSocket stream is consumed before): :class:`FrameReader`
+reads up to 256 KB at once and parses frames straight from that buffer (about 1 µs per frame
+instead of 7-14 µs of interpreter time, which the task thread needs).
+
+Knowing what may be in flight. A receiver that the buffer holds back falls behind its server:
+the frames it reads were sent long before (they waited in the server's and the kernel's buffers),
+so their receive time says nothing about when what is still in flight was sent. But the server
+answers pings in order, in the same stream: a frame that follows the pong to a ping sent at ``P``
+was sent after ``P``. So every frame carries ``sent_after_ns``: the time the ping answered by the
+latest pong was sent (before the first pong, the start of the connection attempt). It lags the
+true send time by about a ping interval at most, with or without backpressure, and it never lies
+after it (the server answers every ping, in order, and sends no pong unasked). The same bound ends
+a :meth:`WebSocketReceiver.drain`.
 
 URLs are logged and reported with the query string redacted (it often carries a token).
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import socket
@@ -63,7 +75,10 @@ logger = logging.getLogger(__name__)
 # websocket-client can log every frame at trace level; make sure that is off on the hot path.
 websocket.enableTrace(False)
 
-_READ_AHEAD_BYTES = 256 * 1024
+_READ_BYTES = 256 * 1024
+_MAX_PONG_BYTES = 256
+"""Longer data frames are never taken for an application pong (keeps the check cheap)."""
+_MAX_UNANSWERED_PINGS = 10_000
 _MAX_TICK_S = 0.5
 _MIN_TICK_S = 0.01
 _OPCODE_TEXT = ABNF.OPCODE_TEXT
@@ -101,6 +116,12 @@ class ReceiverEvent:
         error: the exception behind it, if any.
         close_code: the server's close status code (``SERVER_CLOSED``).
         retry_in_s: the backoff delay before the next attempt, when one is scheduled.
+        planned: (``DISCONNECTED``) the connection ended because :meth:`WebSocketReceiver.stop`
+            was called or a :meth:`~WebSocketReceiver.drain` completed, not by the server, the
+            network or the watchdog.
+        sent_after_ns: (``DISCONNECTED``) what the server sent on the connection after its last
+            frame received was sent after this (see the module docstring); what was in flight
+            when it ended, too.
     """
 
     kind: ReceiverEventKind
@@ -110,6 +131,8 @@ class ReceiverEvent:
     error: BaseException | None = None
     close_code: int | None = None
     retry_in_s: float | None = None
+    planned: bool = False
+    sent_after_ns: int | None = None
 
 
 class Sender(Protocol):
@@ -135,36 +158,6 @@ class _ConnectionSender:
             self._ws.send(message, _OPCODE_BINARY)
 
 
-class _ReadAhead:
-    """Serves websocket-client's small reads from one large ``recv``.
-
-    websocket-client asks its ``recv`` for exactly the bytes it needs next (2 header bytes,
-    then the length, then the payload), which costs several system calls per frame. This
-    reads up to ``_READ_AHEAD_BYTES`` at once and hands out slices. It only raises (timeout,
-    closed) when its own buffer is empty, so no byte is ever lost, and websocket-client keeps a
-    partly read frame across timeouts. The handshake is read byte by byte by websocket-client,
-    so nothing of the WebSocket stream is consumed before this is installed.
-    """
-
-    __slots__ = ("_data", "_pos", "_read")
-
-    def __init__(self, read: Callable[[int], bytes]) -> None:
-        self._read = read
-        self._data = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        data, pos = self._data, self._pos
-        if pos >= len(data):
-            data = self._read(_READ_AHEAD_BYTES)
-            self._data, pos = data, 0
-        end = pos + size
-        self._pos = end
-        if pos == 0 and end >= len(data):
-            return data
-        return data[pos:end]
-
-
 _OPCODE_CONT = ABNF.OPCODE_CONT
 _OPCODE_PING = ABNF.OPCODE_PING
 _OPCODE_PONG = ABNF.OPCODE_PONG
@@ -173,7 +166,7 @@ _unpack_long = struct.Struct("!Q").unpack_from
 
 
 class FrameReader:
-    """Parses the server's WebSocket frames (RFC 6455) straight from large reads.
+    """Parses the server's WebSocket frames (RFC 6455) straight from large socket reads.
 
     Behaves like websocket-client's ``recv_data(control_frame=True)``: returns ``(opcode,
     payload)`` for text and binary messages (fragments joined), ping (answered with a pong
@@ -181,10 +174,12 @@ class FrameReader:
     ``WebSocketTimeoutException`` when a read times out (a partly received frame is kept for
     the next call), ``WebSocketConnectionClosedException`` at end of stream and
     ``WebSocketProtocolException`` on a frame RFC 6455 forbids. Masked server frames are
-    unmasked. UTF-8 is not validated (as with ``skip_utf8_validation=True``).
+    unmasked. UTF-8 is not validated (as with ``skip_utf8_validation=True``). ``read_ns`` is
+    the wall-clock time the read that completed the last returned frame came back.
 
     Args:
-        read: ``read(max_bytes) -> bytes`` (websocket-client's ``WebSocket._recv``).
+        read: ``read(max_bytes) -> bytes``, e.g. the connection's ``socket.recv``; raises
+            ``TimeoutError`` (or ``WebSocketTimeoutException``) when nothing came in time.
         pong: sends a pong with the given payload.
         send_close: sends the close frame that answers the server's.
     """
@@ -197,6 +192,7 @@ class FrameReader:
         "_pos",
         "_read",
         "_send_close",
+        "read_ns",
     )
 
     def __init__(
@@ -212,9 +208,23 @@ class FrameReader:
         self._pos = 0
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = 0
+        self.read_ns = time.time_ns()
+
+    @classmethod
+    def of(cls, ws: websocket.WebSocket) -> FrameReader:
+        """The reader of an open websocket-client connection: reads its socket directly, sends
+        pongs and the closing handshake through websocket-client."""
+        sock = ws.sock
+        if sock is None:
+            raise WebSocketConnectionClosedException("the connection is not open")
+        return cls(sock.recv, ws.pong, ws.send_close)
 
     def _fill(self) -> None:
-        data = self._read(_READ_AHEAD_BYTES)
+        try:
+            data = self._read(_READ_BYTES)
+        except TimeoutError:
+            raise WebSocketTimeoutException("timed out") from None
+        self.read_ns = time.time_ns()
         if not data:
             raise WebSocketConnectionClosedException("Connection to remote host was lost.")
         rest = self._buffer[self._pos :]
@@ -288,32 +298,6 @@ class FrameReader:
                 return opcode, payload
 
 
-def _frame_reader(ws: websocket.WebSocket) -> Callable[..., tuple[int, bytes]]:
-    """The fastest ``recv_data`` that websocket-client's internals allow (see the module
-    docstring): :class:`FrameReader`, else read-ahead under websocket-client's parser."""
-    read = getattr(ws, "_recv", None)
-    pong = getattr(ws, "pong", None)
-    send_close = getattr(ws, "send_close", None)
-    if read is None or pong is None or send_close is None:
-        _install_read_ahead(ws)
-        return ws.recv_data  # type: ignore[no-any-return]
-    return FrameReader(read, pong, send_close).recv_data
-
-
-def _install_read_ahead(ws: websocket.WebSocket) -> None:
-    """Swap websocket-client's per-frame reads for :class:`_ReadAhead` when its internals match.
-
-    Relies on ``WebSocket.frame_buffer.recv`` and ``WebSocket._recv`` (stable since
-    websocket-client 0.4x); when either is missing we keep the slower default path.
-    """
-    frame_buffer = getattr(ws, "frame_buffer", None)
-    read = getattr(ws, "_recv", None)
-    if frame_buffer is None or read is None or not hasattr(frame_buffer, "recv"):
-        logger.debug("websocket-client internals changed; read-ahead disabled")
-        return
-    frame_buffer.recv = _ReadAhead(read).recv
-
-
 @dataclass(slots=True)
 class _Disconnect:
     """Why a read loop ended."""
@@ -335,6 +319,7 @@ class _SessionEnd:
     close_code: int | None = None
     healthy: bool = False
     stopping: bool = False
+    sent_after_ns: int | None = None
 
 
 class WebSocketReceiver:
@@ -356,6 +341,9 @@ class WebSocketReceiver:
         ping_interval_s: send a ping this often while connected; ``None`` disables.
         ping_message: the text of an application-level ping (``'{"message":"ping"}'``); with
             ``None`` a WebSocket ping control frame is sent instead.
+        is_pong: recognizes the server's answer to ``ping_message`` among the data frames (it is
+            put into the buffer like any frame); pongs bound when frames were sent (see the
+            module docstring). Without it, application pongs are not told from other frames.
         liveness_timeout_s: replace the socket when no frame at all (data, ping, pong) arrived
             for this long; ``None`` disables the watchdog.
         backoff: delays between attempts; default 0.5 s doubling to 30 s with 20% jitter.
@@ -380,6 +368,7 @@ class WebSocketReceiver:
         on_open: Callable[[Sender], None] | None = None,
         ping_interval_s: float | None = None,
         ping_message: str | None = None,
+        is_pong: Callable[[bytes], bool] | None = None,
         liveness_timeout_s: float | None = None,
         backoff: ExponentialBackoff | None = None,
         reconnect: bool = True,
@@ -401,6 +390,7 @@ class WebSocketReceiver:
         self._on_open = on_open
         self._ping_interval_s = ping_interval_s
         self._ping_message = ping_message
+        self._is_pong = is_pong
         self._liveness_timeout_s = liveness_timeout_s
         self._backoff = backoff or ExponentialBackoff(0.5, 30.0)
         self._reconnect = reconnect
@@ -426,6 +416,11 @@ class WebSocketReceiver:
         self._ever_connected = False
         self._next_ping = 0.0
         self._liveness_anchor = 0.0
+        self._drain_after_ns: int | None = None
+        self._drain_deadline = float("inf")
+        # Per connection: when each unanswered ping was sent, and what the last pong proved.
+        self._pings: collections.deque[int] = collections.deque()
+        self._sent_after_ns = 0
 
         self.frames = 0
         """Data frames (text and binary) received since creation."""
@@ -465,6 +460,22 @@ class WebSocketReceiver:
             thread.join(timeout_s)
             if thread.is_alive() and timeout_s > 0:
                 logger.warning("receiver %s did not stop within %.1fs", self.name, timeout_s)
+
+    def drain(self, after_ns: int, timeout_s: float) -> None:
+        """Finish reading the connection instead of closing it, e.g. before retiring a socket
+        that another one replaces from ``after_ns`` on: stop reconnecting, ping at once, and end
+        once the pong to a ping sent after ``after_ns`` has been read and everything before it
+        put into the buffer (nothing sent before ``after_ns`` is left unread), or when the
+        server closes, or after ``timeout_s`` (reason ``drain timed out``), or at :meth:`stop`.
+        Needs pings (and ``is_pong`` for application pings); without an open connection there
+        is nothing to read and the receiver just stops. Any thread; returns at once.
+        """
+        self._reconnect = False
+        self._drain_deadline = time.monotonic() + timeout_s
+        self._drain_after_ns = after_ns
+        self._next_ping = 0.0
+        if not self._connected:
+            self.stop(0)
 
     @property
     def is_connected(self) -> bool:
@@ -508,11 +519,13 @@ class WebSocketReceiver:
                         error=end.error,
                         close_code=end.close_code,
                         retry_in_s=delay,
+                        planned=end.stopping,
+                        sent_after_ns=end.sent_after_ns,
                     )
                 if delay is None:
                     break
                 logger.info("receiver %s: reconnecting in %.2fs", self.name, delay)
-                if self._stopping.wait(delay):
+                if self._stopping.wait(delay) or not self._reconnect:
                     break
         except Exception as exc:  # a bug: report it rather than dying silently
             logger.exception("receiver %s crashed", self.name)
@@ -539,6 +552,9 @@ class WebSocketReceiver:
             if self._stopping.is_set():
                 return _SessionEnd(None, redacted, "stopped", stopping=True)
             self._ws = ws
+        # Nothing of this connection can have been sent before we asked for it.
+        self._sent_after_ns = time.time_ns()
+        self._pings.clear()
         try:
             try:
                 ws.connect(url, timeout=self._connect_timeout_s, header=headers)
@@ -560,7 +576,7 @@ class WebSocketReceiver:
             ws.shutdown()
 
     def _connected_session(self, ws: websocket.WebSocket, redacted: str) -> _SessionEnd:
-        recv_data = _frame_reader(ws)
+        reader = FrameReader.of(ws)
         opened_at = time.monotonic()
         frames_before = self.frames
         self._connected = True
@@ -581,7 +597,7 @@ class WebSocketReceiver:
         except Exception as exc:
             outcome = _Disconnect("on_open failed", exc, stopping=self._stopping.is_set())
         else:
-            outcome = self._read_loop(ws, recv_data)
+            outcome = self._read_loop(ws, reader)
 
         self._connected = False
         healthy = (
@@ -607,18 +623,18 @@ class WebSocketReceiver:
             outcome.close_code,
             healthy=healthy,
             stopping=outcome.stopping,
+            sent_after_ns=self._sent_after_ns,
         )
 
-    def _read_loop(
-        self, ws: websocket.WebSocket, recv_data: Callable[..., tuple[int, bytes]]
-    ) -> _Disconnect:
+    def _read_loop(self, ws: websocket.WebSocket, reader: FrameReader) -> _Disconnect:
         """The hot loop: read a frame, stamp it, put it. Returns why the connection ended."""
         put = self._buffer.put
         source = self.source
         tick_s = self._tick_s
-        time_ns = time.time_ns
         monotonic = time.monotonic
         stopping = self._stopping
+        recv_data = reader.recv_data
+        is_pong = self._is_pong
         next_check = monotonic() + tick_s
         while True:
             try:
@@ -642,12 +658,22 @@ class WebSocketReceiver:
             if opcode in _DATA_OPCODES:
                 self.frames += 1
                 self.bytes += len(data)
-                frame = Frame(data, time_ns(), source)
+                pong = is_pong is not None and len(data) <= _MAX_PONG_BYTES and is_pong(data)
+                if pong:
+                    self._ponged()
+                frame = Frame(data, reader.read_ns, source, self._sent_after_ns)
                 if not put(frame, tick_s):
                     outcome = self._put_blocked(ws, frame)
                     if outcome is not None:
                         return outcome
                     now = monotonic()
+                if pong and self._drained():
+                    return _Disconnect("drained", stopping=True)
+            elif opcode == _OPCODE_PONG:
+                if self._ping_message is None:
+                    self._ponged()
+                    if self._drained():
+                        return _Disconnect("drained", stopping=True)
             elif opcode == _OPCODE_CLOSE:
                 if stopping.is_set():  # the server's answer to the close frame stop() sent
                     return _Disconnect("stopped", stopping=True)
@@ -657,6 +683,19 @@ class WebSocketReceiver:
                 outcome = self._periodic_checks(ws, now, blocked=False)
                 if outcome is not None:
                     return outcome
+
+    def _ponged(self) -> None:
+        """A pong came: what follows it was sent after the ping it answers (the oldest
+        unanswered one; if the server skipped a ping, an older one: still a lower bound)."""
+        if self._pings:
+            sent = self._pings.popleft()
+            if sent > self._sent_after_ns:
+                self._sent_after_ns = sent
+
+    def _drained(self) -> bool:
+        """Whether a drain is complete: everything sent before its time has been put."""
+        after = self._drain_after_ns
+        return after is not None and self._sent_after_ns >= after
 
     def _put_blocked(self, ws: websocket.WebSocket, frame: Frame) -> _Disconnect | None:
         """The buffer is full: keep trying, keep pinging, don't let the watchdog fire."""
@@ -678,10 +717,14 @@ class WebSocketReceiver:
     def _periodic_checks(
         self, ws: websocket.WebSocket, now: float, *, blocked: bool
     ) -> _Disconnect | None:
-        """Send a due ping; fire the watchdog on a silent socket (not while we are blocked)."""
+        """Send a due ping; fire the watchdog on a silent socket (not while we are blocked); end
+        a drain that took too long."""
+        if now >= self._drain_deadline:
+            return _Disconnect("drain timed out", stopping=True)
         interval = self._ping_interval_s
         if interval is not None and now >= self._next_ping:
             self._next_ping = now + interval
+            sent_ns = time.time_ns()
             try:
                 if self._ping_message is not None:
                     ws.send(self._ping_message, _OPCODE_TEXT)
@@ -689,6 +732,9 @@ class WebSocketReceiver:
                     ws.ping()
             except (WebSocketException, OSError) as exc:
                 return _Disconnect("ping failed", exc, stopping=self._stopping.is_set())
+            if len(self._pings) < _MAX_UNANSWERED_PINGS:
+                # (beyond that, later pongs are matched to older pings: still a lower bound)
+                self._pings.append(sent_ns)
         timeout = self._liveness_timeout_s
         if timeout is not None and not blocked:
             last = self.last_frame_monotonic or 0.0
@@ -734,10 +780,14 @@ class WebSocketReceiver:
         error: BaseException | None = None,
         close_code: int | None = None,
         retry_in_s: float | None = None,
+        planned: bool = False,
+        sent_after_ns: int | None = None,
     ) -> None:
         if self._on_state is None:
             return
-        event = ReceiverEvent(kind, self.source, url, reason, error, close_code, retry_in_s)
+        event = ReceiverEvent(
+            kind, self.source, url, reason, error, close_code, retry_in_s, planned, sent_after_ns
+        )
         try:
             self._on_state(event)
         except Exception:

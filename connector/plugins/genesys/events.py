@@ -401,6 +401,7 @@ def gap_record(
     detail: str | None = None,
     last_offset: Mapping[str, Any] | None = None,
     channel_id: str | None = None,
+    from_basis: str | None = None,
 ) -> SourceRecord:
     """A gap record on the gaps topic (schema ``GapRecord``), keyed by the Genesys topic.
 
@@ -420,6 +421,7 @@ def gap_record(
         "last_correlation_id": last.get("correlation_id"),
         "channel_id": channel_id,
         "task_id": task_id,
+        "from_basis": from_basis,
     }
     return SourceRecord(
         topic=gaps_topic,

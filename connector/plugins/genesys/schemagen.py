@@ -259,12 +259,23 @@ def build_gap() -> dict[str, Any]:
             {
                 "name": "reason",
                 "type": "string",
-                "doc": "restart, disconnect, channel_lost, rotation_fallback or coverage_start.",
+                "doc": "restart, disconnect, channel_lost, no_longer_subscribed, token_revoked, "
+                "rotation_backlog or coverage_start.",
             },
             _nullable("detail", "string", "Free text: what was observed."),
             _nullable("last_correlation_id", "string", "CorrelationId of the last event seen."),
             _nullable("channel_id", "string", "The Genesys channel that was lost, if any."),
             {"name": "task_id", "type": "int", "doc": "The connector task that reports it."},
+            _nullable(
+                "from_basis",
+                "string",
+                "What from_time is. event_time: the latest event time received on the lost "
+                "socket (Genesys stamps events before sending them and a socket delivers in "
+                "order, so everything in flight was sent after it); backpressure: the moment "
+                "the receiver, held back by Kafka, fell behind (no event time known); "
+                "receive_time: the last receive time (no event time known, receiver keeping "
+                "up); committed_offset: the seen_ms of the committed offset (restart).",
+            ),
         ],
     }
 

@@ -14,15 +14,23 @@ Threads:
 The task thread learns about connection changes through *control frames* put into the same
 buffer as the data frames (source ``genesys-control:<socket source>``), so it sees them in
 exactly the order the frames arrived: "connected" after every frame of the previous socket,
-"disconnected" after the last frame of that socket. Gap windows are therefore exact with respect
-to what was received.
+"disconnected" after the last frame of that socket (saying whether we closed it). The order is
+that of the receive side, not of the real events: under backpressure a socket's frames, and its
+disconnect, come seconds after the server sent them, while another socket may have connected
+meanwhile. So frames carry a bound of their send time (the receiver's pings, see
+:mod:`connector.ws.receiver`) and the task compares times, not positions.
 
 Make-before-break rotation (socket_closing, channel age, token rotation, no_longer_subscribed,
 token_revoked): take a rotation slot of the OAuth client (:mod:`plan` headroom), create a new
 channel, subscribe it, connect it and wait for the handshake, and only then retire the old
-socket. During the overlap both sockets deliver; the task drops duplicates. If no slot or no new
-channel can be had in time, the session falls back to what stays correct: reconnecting the same
-channel (socket_closing) or break-before-make (a dead channel), and the task reports the gap.
+socket: not by cutting it, which would throw away what it still holds (under backpressure,
+seconds of events sent before the new socket connected), but by draining it: it is read until it
+has delivered past the moment the new socket connected, or the server closes it, or
+``DRAIN_WAIT_S``; what it had not delivered then is reported by the task as a gap
+(``rotation_backlog``). During the overlap both sockets deliver; the task drops duplicates. If
+no slot or no new channel can be had in time, the session falls back to what stays correct:
+reconnecting the same channel (socket_closing) or break-before-make (a dead channel), and the
+task reports the gap.
 A channel is never created per retry: ``start``/``recover`` create one channel per attempt and
 back off between attempts; rotations retry only after their backoff.
 """
@@ -48,7 +56,7 @@ from connector.plugins.genesys.channels import (
     ChannelsClient,
     RejectedTopic,
 )
-from connector.plugins.genesys.events import PING_FRAME
+from connector.plugins.genesys.events import PING_FRAME, FrameKind, classify
 from connector.plugins.genesys.plan import ChannelPlan
 from connector.ws.receiver import ReceiverEvent, ReceiverEventKind, WebSocketReceiver
 
@@ -62,6 +70,17 @@ CONNECT_FAILURES_BEFORE_CHECK = 3
 
 HANDSHAKE_WAIT_S = 20.0
 """How long a rotation waits for the new socket's handshake before giving up on it."""
+
+DRAIN_WAIT_S = 5.0
+"""How long a rotation keeps reading the old socket, at most, for what it holds that the new one
+does not (under backpressure both are behind); then it is closed and the task reports what it
+had not delivered as a gap."""
+
+
+def is_pong(data: bytes) -> bool:
+    """Whether a frame is Genesys' answer to :data:`PING_FRAME` (the receiver's pongs bound when
+    the frames after them were sent; parsed only when the text mentions a pong)."""
+    return b'"pong"' in data and classify(data).kind is FrameKind.PONG
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +120,11 @@ class ChannelSession:
     connect_failures: int = 0
     retiring: set[str] = field(default_factory=set)
     connected: dict[str, threading.Event] = field(default_factory=dict)
+    connected_ns: dict[str, int] = field(default_factory=dict)
+    """Source -> when its socket last connected (the stamp of its ``connected`` control frame)."""
+    draining: dict[str, tuple[WebSocketReceiver, str]] = field(default_factory=dict)
+    """Source -> (receiver, rotation reason) of old sockets still read after a rotation; each
+    holds its rotation slot until it is closed (its channel is still in use)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def is_retiring(self, source: str) -> bool:
@@ -195,6 +219,17 @@ class ChannelManager:
         """The session a frame source belongs to."""
         return self._by_source.get(source)
 
+    def caught_up(self, index: int, source: str) -> None:
+        """The old socket ``source`` of a rotation has delivered past the moment its
+        replacement connected: nothing it still holds is missing from the new one, close it."""
+        session = self._by_index.get(index)
+        if session is None:
+            return
+        with session.lock:
+            entry = session.draining.get(source)
+        if entry is not None:
+            entry[0].stop(0)  # its thread ends the drain (see _drain_ended)
+
     def stop(self) -> None:
         """Stop the supervisor and every receiver. Idempotent."""
         self._stop.set()
@@ -204,6 +239,12 @@ class ChannelManager:
         for session in self.sessions:
             with session.lock:
                 receivers = [session.receiver] if session.receiver else []
+                receivers += [receiver for receiver, _ in session.draining.values()]
+                slots_held = len(session.draining)
+                session.draining.clear()
+            for _ in range(slots_held):
+                if self._slots is not None:
+                    self._slots.release()
             for receiver in receivers:
                 with session.lock:
                     session.retiring.add(receiver.source)
@@ -359,6 +400,7 @@ class ChannelManager:
             source=source,
             ping_interval_s=self._settings.ping_interval_s,
             ping_message=PING_FRAME,
+            is_pong=is_pong,
             liveness_timeout_s=self._settings.liveness_timeout_s,
             backoff=ExponentialBackoff(
                 self._settings.backoff_initial_s, self._settings.backoff_max_s, jitter=0.2
@@ -420,9 +462,42 @@ class ChannelManager:
             session.channel = None
         self._bring_up(session, reason)
 
-    def _control(self, kind: str, source: str, **detail: Any) -> None:
+    def _control(self, kind: str, source: str, **detail: Any) -> int:
+        """Put a control frame into the buffer (in stream order); returns its time stamp."""
         payload = orjson.dumps({"kind": kind, "source": source, **detail})
-        self._buffer.put(Frame(payload, time.time_ns(), CONTROL_PREFIX + source), timeout_s=None)
+        at_ns = time.time_ns()
+        self._buffer.put(Frame(payload, at_ns, CONTROL_PREFIX + source), timeout_s=None)
+        return at_ns
+
+    def _drain(
+        self, session: ChannelSession, receiver: WebSocketReceiver | None, reason: str
+    ) -> bool:
+        """Keep reading the old socket of a rotation until it holds nothing the new one lacks
+        (it delivered the pong to a ping sent after the new socket connected, or the task saw
+        an event stamped after that), the server closes it, or ``DRAIN_WAIT_S`` passes; it
+        keeps the rotation slot (its channel is in use) until :meth:`_drain_ended`. Returns
+        whether a drain started. Nothing here waits on the supervisor: it may be waiting for
+        that very slot to rotate another channel."""
+        if receiver is None:
+            return False
+        with session.lock:
+            after_ns = session.connected_ns.get(session.source, time.time_ns())
+            session.draining[receiver.source] = (receiver, reason)
+            session.retiring.add(receiver.source)
+        receiver.drain(after_ns, DRAIN_WAIT_S)
+        return True
+
+    def _drain_ended(self, session: ChannelSession, source: str) -> None:
+        """A draining old socket is closed (receiver thread): free its rotation slot and end
+        the rotation for the task (after the socket's ``disconnected``)."""
+        with session.lock:
+            entry = session.draining.pop(source, None)
+            session.connected_ns.pop(source, None)
+        if entry is None:
+            return
+        if self._slots is not None:
+            self._slots.release()  # the old channel is no longer in use
+        self._control("rotation_finished", source, reason=entry[1])
 
     def _rotate(self, session: ChannelSession, reason: str) -> None:
         """Make-before-break; falls back as described in the module docstring."""
@@ -440,6 +515,7 @@ class ChannelManager:
             return
         self._control("rotation_started", old_source, reason=reason)
         new_receiver: WebSocketReceiver | None = None
+        draining = False
         try:
             try:
                 channel, source, renew_at = self._new_channel(session)
@@ -459,7 +535,7 @@ class ChannelManager:
                 self._fallback(session, reason, f"{type(exc).__name__}: {exc}")
                 return
             self._adopt(session, channel, source, renew_at, new_receiver)
-            self._retire(session, old_receiver)
+            draining = self._drain(session, old_receiver, reason)
             self._log.info(
                 "channel %d: rotated (%s) from %s to %s, make-before-break",
                 session.index,
@@ -468,8 +544,9 @@ class ChannelManager:
                 channel.id,
             )
         finally:
-            slots.release()
-            self._control("rotation_finished", old_source, reason=reason)
+            if not draining:  # else the slot is released when the old socket is closed
+                slots.release()
+                self._control("rotation_finished", old_source, reason=reason)
 
     def _fallback(self, session: ChannelSession, reason: str, why: str) -> None:
         self._log.warning(
@@ -492,13 +569,22 @@ class ChannelManager:
         kind = event.kind
         if kind is ReceiverEventKind.CONNECTED:
             session.connect_failures = 0
-            self._control("connected", event.source)
+            at_ns = self._control("connected", event.source)
             with session.lock:
+                session.connected_ns[event.source] = at_ns
                 connected = session.connected.get(event.source)
             if connected is not None:
                 connected.set()
         elif kind is ReceiverEventKind.DISCONNECTED:
-            self._control("disconnected", event.source, reason=event.reason)
+            self._control(
+                "disconnected",
+                event.source,
+                reason=event.reason,
+                planned=event.planned,
+                sent_after_ns=event.sent_after_ns,
+            )
+        elif kind is ReceiverEventKind.STOPPED:
+            self._drain_ended(session, event.source)
         elif kind is ReceiverEventKind.CONNECT_FAILED:
             if session.is_retiring(event.source) or event.source != session.source:
                 return

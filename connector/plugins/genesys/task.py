@@ -14,13 +14,29 @@ never silent. A *gap window* is reported:
   without a successful rotation), from the last frame received on the lost socket to the
   moment a socket of that channel is connected again (``reason=disconnect``);
 - after ``{"result":"404"}`` (channel expired/evicted: ``channel_lost``), ``no_longer_subscribed``
-  and ``token_revoked``, from the last frame before the signal to the new channel's connection.
+  and ``token_revoked``, from the last frame before the signal to the new channel's connection;
+- when a rotation had to close the old socket before it had delivered everything sent before
+  the new one connected (``reason=rotation_backlog``, see below).
+
+"From the last frame received" means from when the server *sent* it, at the earliest: under
+backpressure (Kafka slower than Genesys) the receiver reads frames seconds after they were sent,
+and what was still in flight when the socket went (in the server's and the kernel's buffers) was
+sent long before the last receive time. The bound (``from_basis`` in the record) is the latest
+event time received (``event_time``; Genesys stamps events before sending them and a socket
+delivers in order), or when the receiver sent the ping answered by the last pong received
+(``ping``; the server answers in order, so what follows a pong was sent after its ping), the
+later of the two. A committed offset's ``seen_ms`` is that bound too (not the receive time), so
+a restart gap covers what was in flight after the last record delivered (``committed_offset``).
+A socket's end is covered by another socket only if that one connected before the bound; the
+order of the control frames says nothing about it, as they come in receive order.
 
 Each gap is a record on ``gaps.topic`` (schema ``GapRecord``: connector, genesys_topic,
 from_time, to_time, reason, ...), a WARNING log line per channel, the counter ``gaps``
 (``connector_plugin_gaps_total{reason=...}``) and the status detail ``last_gap``. Planned
 changes (rotation before expiry or token renewal, socket_closing) are make-before-break: the new
-channel is connected before the old socket goes, and duplicates from the overlap are dropped.
+channel is connected before the old socket goes, the old socket is drained (read until it has
+delivered past the new one's connection, at most ``session.DRAIN_WAIT_S``) rather than cut, and
+duplicates from the overlap are dropped.
 Duplicates can still reach Kafka after a restart or outside the overlap window: consumers should
 be idempotent (key + event time, or the correlation id header).
 
@@ -30,8 +46,9 @@ Source partition and offset (forever: renaming a key orphans committed offsets)
   ``{"topic": "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}``.
 - source offset: ``{"event_time_ms": int | null, "correlation_id": str | null,
   "seen_ms": int}``: the event time of the last event (from the body, when the family has one),
-  its ``metadata.CorrelationId``, and the wall-clock ms at which the connector last knew the
-  topic to be live (the receive time of the last event, or the end of the last reported gap).
+  its ``metadata.CorrelationId``, and the wall-clock ms up to which the connector knew the
+  topic to be live: when the server sent the last event at the earliest (see above; not its
+  receive time), or the end of the last reported gap.
   It describes the last record *delivered*; Genesys cannot resume from it, it only bounds gaps.
 
 Upstream limits (NOTIFICATIONS_API.md §0): 1,000 topics per channel, 20 channels per OAuth
@@ -133,6 +150,47 @@ class _Gap:
     reason: str
     detail: str
     channel_id: str | None
+    from_basis: str | None = None
+
+
+@dataclass(slots=True)
+class _Socket:
+    """What the task thread knows about one socket (frame source) of a session since it
+    connected: enough to bound when the server sent the last frame it delivered."""
+
+    connected_ms: int
+    received_ms: int
+    """Receive time of the last frame (the connection time before the first)."""
+    bound_ms: int | None = None
+    """The latest of the bounds below (they only grow); ``None``: neither known yet."""
+    basis: str = "receive_time"
+    superseded_ms: int | None = None
+    """A newer socket of the session connected then (a rotation): once this one has delivered
+    past it, it holds nothing the new one lacks."""
+
+    def sent_after(self) -> tuple[int, str]:
+        """``(ms, basis)``: when the server sent the last frame received, at the earliest; so
+        everything it sent afterwards, which may still be in flight when the socket goes, too.
+        The receive time is no such bound: under backpressure what is read was sent long
+        before, and what follows it waits in the server's and the kernel's buffers.
+
+        - ``event_time``: the latest event time received (less 1 ms: a millisecond timestamp
+          may be rounded up). Genesys stamps an event before it sends it and a socket delivers
+          in order, so whatever follows was sent after it.
+        - ``ping``: when the receiver sent the ping answered by the last pong received (or
+          started the connection, before the first pong): what follows the pong was sent after
+          (the later of the two bounds is used).
+        - ``receive_time``: neither is known (frames from another kind of receiver).
+        """
+        if self.bound_ms is None:
+            return self.received_ms, "receive_time"
+        return self.bound_ms, self.basis
+
+    def pinged(self, sent_after_ns: int) -> None:
+        """The receiver's ping bound of a frame (``Frame.sent_after_ns``)."""
+        ms = sent_after_ns // 1_000_000
+        if self.bound_ms is None or ms > self.bound_ms:
+            self.bound_ms, self.basis = ms, "ping"
 
 
 @dataclass(slots=True)
@@ -142,7 +200,7 @@ class _SessionState:
     live: set[str] = field(default_factory=set)
     pending: _Gap | None = None
     started: bool = False
-    last_frame_ms: dict[str, int] = field(default_factory=dict)
+    sockets: dict[str, _Socket] = field(default_factory=dict)
 
 
 def compute_start_gap(
@@ -304,8 +362,8 @@ class GenesysNotificationsSourceTask(SourceTask):
         channels = manager.status()
         ctx.gauge("sockets_connected", sum(1 for c in channels if c["connected"]))
         for index, state in self._states.items():
-            if state.last_frame_ms:
-                last = max(state.last_frame_ms.values()) / 1000
+            if state.sockets:
+                last = max(sock.received_ms for sock in state.sockets.values()) / 1000
                 ctx.gauge("last_frame_timestamp_seconds", last, channel=str(index))
         wall_offset = time.time() - now  # the manager's times are on ctx.clock
         for session in manager.sessions:
@@ -331,9 +389,11 @@ class GenesysNotificationsSourceTask(SourceTask):
         received_ms = frame.received_ns // 1_000_000
         session = manager.session_of(frame.source)
         state = self._states.get(session.index) if session else None
-        previous_ms = state.last_frame_ms.get(frame.source) if state else None
-        if state is not None:
-            state.last_frame_ms[frame.source] = received_ms
+        sock = state.sockets.get(frame.source) if state else None
+        if sock is not None:
+            sock.received_ms = received_ms
+            if frame.sent_after_ns is not None:
+                sock.pinged(frame.sent_after_ns)
         classified = events.classify(frame.payload)
         kind = classified.kind
         if kind is FrameKind.EVENT:
@@ -351,7 +411,10 @@ class GenesysNotificationsSourceTask(SourceTask):
             except (TypeError, ValueError) as exc:
                 out.append(self._malformed(frame, f"cannot build a record: {exc}", exc))
                 return
-            self._offsets[topic] = cast(Mapping[str, Any], record.source_offset)
+            offset = cast(dict[str, Any], record.source_offset)
+            if sock is not None:
+                self._delivered(session, state, sock, frame.source, offset)
+            self._offsets[topic] = offset
             out.append(record)
         elif kind in (FrameKind.HEARTBEAT, FrameKind.PONG):
             if session is not None:
@@ -374,23 +437,56 @@ class GenesysNotificationsSourceTask(SourceTask):
             ctx.count("socket_closing")
             manager.request("rotate", session.index, "socket_closing", frame.source)
         elif kind is FrameKind.CHANNEL_GONE:
-            self._lost(session, state, frame, previous_ms, "channel_lost", classified.message)
+            bound = sock.sent_after() if sock else (received_ms, "receive_time")
+            self._lost(session, state, frame, bound, "channel_lost", classified.message)
             manager.request("recover", session.index, "channel_lost", frame.source)
         elif kind in (FrameKind.NO_LONGER_SUBSCRIBED, FrameKind.TOKEN_REVOKED):
             reason = kind.value
-            self._lost(session, state, frame, received_ms, reason, classified.message)
+            bound = sock.sent_after() if sock else (received_ms, "receive_time")
+            self._lost(session, state, frame, bound, reason, classified.message)
             manager.request("rotate", session.index, reason, frame.source)
         else:
             ctx.logger.info(
                 "channel %d: %s frame: %s", session.index, kind.value, classified.message
             )
 
+    def _delivered(
+        self,
+        session: ChannelSession | None,
+        state: _SessionState | None,
+        sock: _Socket,
+        source: str,
+        offset: dict[str, Any],
+    ) -> None:
+        """Account an event record: the socket's event-time bound, and the offset's
+        ``seen_ms``, which bounds a restart gap: not this record's receive time (under
+        backpressure what followed it was sent long before), but when the server sent it at
+        the earliest, and while two sockets overlap, the earlier of both."""
+        event_ms = offset.get("event_time_ms")
+        if event_ms is not None:
+            # a millisecond timestamp may be rounded up; and never later than received
+            bound = event_ms - 1
+            if bound > sock.received_ms:
+                bound = sock.received_ms
+            if sock.bound_ms is None or bound >= sock.bound_ms:
+                sock.bound_ms, sock.basis = bound, "event_time"
+        bound_ms = sock.bound_ms if sock.bound_ms is not None else sock.received_ms
+        seen_ms = bound_ms
+        if state is not None and len(state.sockets) > 1:
+            seen_ms = min(other.sent_after()[0] for other in state.sockets.values())
+        offset["seen_ms"] = seen_ms
+        superseded = sock.superseded_ms
+        if superseded is not None and session is not None and bound_ms >= superseded:
+            sock.superseded_ms = None  # the old socket of a rotation has delivered past the new
+            assert self._manager is not None
+            self._manager.caught_up(session.index, source)
+
     def _lost(
         self,
         session: ChannelSession,
         state: _SessionState,
         frame: Frame,
-        from_ms: int | None,
+        bound: tuple[int, str],
         reason: str,
         message: str | None,
     ) -> None:
@@ -402,7 +498,8 @@ class GenesysNotificationsSourceTask(SourceTask):
         state.live.discard(frame.source)
         if state.pending is None:
             channel_id = frame.source.rsplit("/", 1)[-1]
-            state.pending = _Gap(from_ms, reason, message or reason, channel_id)
+            from_ms, basis = bound
+            state.pending = _Gap(from_ms, reason, message or reason, channel_id, basis)
 
     def _malformed(self, frame: Frame, reason: str, exc: BaseException | None) -> MalformedInput:
         """The frame as a dead letter. Its payload is bytes (a ``str`` frame with a lone
@@ -421,7 +518,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         message = orjson.loads(frame.payload)
         source: str = message["source"]
         kind: str = message["kind"]
-        at_ms = frame.received_ns // 1_000_000
+        at_ms = -(-frame.received_ns // 1_000_000)  # ends windows: rounded up, never early
         if kind == "rotation_started":
             self._dedupe.rotation_started()
             return
@@ -433,7 +530,12 @@ class GenesysNotificationsSourceTask(SourceTask):
             return
         state = self._states[session.index]
         if kind == "connected":
+            for other in state.live:
+                older = state.sockets.get(other)
+                if older is not None and older.superseded_ms is None:
+                    older.superseded_ms = at_ms
             state.live.add(source)
+            state.sockets[source] = _Socket(connected_ms=at_ms, received_ms=at_ms)
             if not state.started:
                 state.started = True
                 self._start_gaps(session, at_ms, out)
@@ -442,22 +544,61 @@ class GenesysNotificationsSourceTask(SourceTask):
             state.pending = None
             ctx.set_status_detail("channels", manager.status())
         elif kind == "disconnected":
-            was_live = source in state.live
-            state.live.discard(source)
-            if session.is_retiring(source) or not was_live or state.live:
-                return  # planned, already counted, or another socket still covers the topics
-            if state.pending is None:
-                last = state.last_frame_ms.get(source, at_ms)
-                state.pending = _Gap(
-                    last,
-                    "disconnect",
-                    str(message.get("reason") or "socket lost"),
-                    source.rsplit("/", 1)[-1],
+            self._disconnected(session, state, source, message, out)
+
+    def _disconnected(
+        self,
+        session: ChannelSession,
+        state: _SessionState,
+        source: str,
+        message: Mapping[str, Any],
+        out: list[Polled],
+    ) -> None:
+        """A socket's stream ended. What the server sent after the last frame received is lost
+        unless another socket of the session covered it, i.e. connected before that frame was
+        sent (the old socket of a rotation that delivered past the new one's start). The
+        control frame's place says nothing about that: under backpressure it comes seconds
+        after the server's close, when a rotation may have connected a new socket already."""
+        ctx, manager = self._ctx, self._manager
+        assert ctx is not None and manager is not None
+        was_live = source in state.live
+        state.live.discard(source)
+        sock = state.sockets.pop(source, None)
+        if not was_live or sock is None:
+            return  # already reported (404, no_longer_subscribed, token_revoked)
+        final = message.get("sent_after_ns")
+        if isinstance(final, int):
+            sock.pinged(final)  # a pong after the last frame
+        from_ms, basis = sock.sent_after()
+        planned = bool(message.get("planned"))
+        channel_id = source.rsplit("/", 1)[-1]
+        reason_text = str(message.get("reason") or "socket lost")
+        covering = [state.sockets[s].connected_ms for s in state.live if s in state.sockets]
+        if covering:
+            covered_ms = min(covering)
+            if from_ms >= covered_ms:
+                return  # the other socket has everything sent from there on
+            if planned:
+                gap = _Gap(
+                    from_ms,
+                    "rotation_backlog",
+                    "the replaced socket was closed before it had delivered everything sent "
+                    "before its replacement connected",
+                    channel_id,
+                    basis,
                 )
-            ctx.logger.warning(
-                "channel %d: socket lost (%s); reconnecting", session.index, message.get("reason")
-            )
-            ctx.set_status_detail("channels", manager.status())
+            else:
+                gap = _Gap(from_ms, "disconnect", reason_text, channel_id, basis)
+            self._emit_gap(session, gap, covered_ms, out)
+            return
+        if planned:
+            return  # stopping, or break-before-make after a loss reported already
+        if state.pending is None:
+            state.pending = _Gap(from_ms, "disconnect", reason_text, channel_id, basis)
+        ctx.logger.warning(
+            "channel %d: socket lost (%s); reconnecting", session.index, message.get("reason")
+        )
+        ctx.set_status_detail("channels", manager.status())
 
     def _start_gaps(self, session: ChannelSession, connected_ms: int, out: list[Polled]) -> None:
         ctx, config = self._ctx, self._config
@@ -469,8 +610,11 @@ class GenesysNotificationsSourceTask(SourceTask):
             if reason == "restart":
                 restarts += 1
                 earliest = from_ms if earliest is None or (from_ms or 0) < earliest else earliest
+            basis = "committed_offset" if reason == "restart" else None
             out.append(
-                self._gap_record(topic, from_ms, connected_ms, reason, "connector start", None)
+                self._gap_record(
+                    topic, from_ms, connected_ms, reason, "connector start", None, basis
+                )
             )
         starts = len(session.permitted) - restarts
         if restarts:
@@ -488,7 +632,15 @@ class GenesysNotificationsSourceTask(SourceTask):
         assert self._ctx is not None
         for topic in session.permitted:
             out.append(
-                self._gap_record(topic, gap.from_ms, to_ms, gap.reason, gap.detail, gap.channel_id)
+                self._gap_record(
+                    topic,
+                    gap.from_ms,
+                    to_ms,
+                    gap.reason,
+                    gap.detail,
+                    gap.channel_id,
+                    gap.from_basis,
+                )
             )
         self._ctx.count("gaps", len(session.permitted), reason=gap.reason)
         self._report_gap(session, gap.reason, gap.from_ms, to_ms, len(session.permitted))
@@ -532,6 +684,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         reason: str,
         detail: str | None,
         channel_id: str | None,
+        from_basis: str | None = None,
     ) -> SourceRecord:
         ctx, config = self._ctx, self._config
         assert ctx is not None and config is not None
@@ -546,6 +699,7 @@ class GenesysNotificationsSourceTask(SourceTask):
             detail=detail,
             last_offset=self._offsets.get(topic),
             channel_id=channel_id,
+            from_basis=from_basis,
         )
         self._offsets[topic] = cast(Mapping[str, Any], record.source_offset)
         return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import struct
+import time
 
 import pytest
 from websocket import (
@@ -148,3 +149,23 @@ def test_random_streams_match_the_frames_sent() -> None:
     data = b"".join(frame(op, p) for op, p in messages)
     reader = Stream(data, [rng.randint(1, 5000) for _ in range(50)]).reader()
     assert [reader.recv_data() for _ in messages] == messages
+
+
+def test_frames_carry_the_time_of_the_read_that_completed_them() -> None:
+    whole = frame(TEXT, b"b")
+    reads = iter([frame(TEXT, b"a") + whole[:2], whole[2:]])
+    reader = FrameReader(lambda _n: next(reads), lambda _p: None, lambda: None)
+    before = time.time_ns()
+    assert reader.recv_data() == (TEXT, b"a")
+    first = reader.read_ns
+    assert before <= first
+    assert reader.recv_data() == (TEXT, b"b")
+    assert first <= reader.read_ns <= time.time_ns()
+
+
+def test_a_socket_timeout_is_a_websocket_timeout() -> None:
+    def read(_n: int) -> bytes:
+        raise TimeoutError("timed out")
+
+    with pytest.raises(WebSocketTimeoutException):
+        FrameReader(read, lambda _p: None, lambda: None).recv_data()

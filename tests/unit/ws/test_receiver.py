@@ -468,3 +468,148 @@ def test_a_raising_on_state_callback_does_not_kill_the_receiver(
     receivers.append(receiver)
     receiver.start()
     assert [f.payload for f in drain_count(buffer, 1)] == [b"ok"]
+
+
+PONG = '{"topicName":"channel.metadata","eventBody":{"message":"pong"}}'
+
+
+def is_pong(data: bytes) -> bool:
+    return data == PONG.encode()
+
+
+def answer_pings(conn: ServerConnection, frames_per_pong: int = 20) -> None:
+    """A server that answers every ping in order, then sends frames stamped with its clock."""
+    answered = 0
+    while not conn.closed.is_set():
+        try:
+            received = conn.wait_for_messages(answered + 1, timeout_s=10)
+        except TimeoutError:
+            return
+        for _ in received[answered:]:
+            conn.send_text(PONG)
+            conn.send_many([f"{time.time_ns()}:" + "x" * 2000 for _ in range(frames_per_pong)])
+        answered = len(received)
+
+
+def test_frames_after_a_pong_carry_a_bound_of_their_send_time_even_when_held_back(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    """A frame read late (the buffer held the receiver back) was sent long before it was
+    received; the ping answered by the pong before it still bounds when it was sent."""
+    with LocalWebSocketServer(answer_pings) as server:
+        buffer = EventBuffer(10)
+        connecting = time.time_ns()
+        receiver = WebSocketReceiver(
+            server.url,
+            buffer,
+            ping_interval_s=0.05,
+            ping_message='{"message":"ping"}',
+            is_pong=is_pong,
+            liveness_timeout_s=5,
+        )
+        receivers.append(receiver)
+        receiver.start()
+        wait_until(lambda: buffer.depth == buffer.capacity)
+        # held back, the receiver keeps pinging and the server keeps answering into the backlog
+        connection = server.wait_for_connection(0)
+        wait_until(lambda: len(connection.received) >= 8)
+        frames: list[Frame] = []
+        wait_until(lambda: frames.extend(buffer.drain(1000, 0.05)) or len(frames) > 200, 10)
+        data = [f for f in frames if f.payload != PONG.encode()]
+        assert all(f.sent_after_ns is not None for f in frames)
+        for f in data:
+            server_sent = int(f.payload.split(b":")[0])
+            assert connecting <= f.sent_after_ns <= server_sent <= f.received_ns
+        late = [f for f in data if f.received_ns - int(f.payload.split(b":")[0]) > 300_000_000]
+        assert late, "some frames waited in the buffers for a while"
+        # ... and their bound followed the pings sent meanwhile, not the connection start
+        assert max(f.sent_after_ns for f in late) > connecting + 100_000_000
+
+
+def test_drain_ends_once_the_pong_to_a_later_ping_is_read(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    events = Events()
+    with LocalWebSocketServer(answer_pings) as server:
+        buffer = EventBuffer(10_000)
+        receiver = WebSocketReceiver(
+            server.url,
+            buffer,
+            ping_interval_s=3600,  # only the drain's own ping
+            ping_message='{"message":"ping"}',
+            is_pong=is_pong,
+            on_state=events,
+            backoff=fast_backoff(),
+        )
+        receivers.append(receiver)
+        receiver.start()
+        server.wait_for_connection(0).send_many(["before"] * 5)
+        wait_until(lambda: buffer.depth == 5)
+        after = time.time_ns()
+        receiver.drain(after, timeout_s=10)
+        wait_until(lambda: not receiver.is_running)
+        frames = buffer.drain(10_000, 0)
+        assert [f.payload for f in frames] == [b"before"] * 5 + [PONG.encode()]
+        assert frames[-1].sent_after_ns is not None and frames[-1].sent_after_ns >= after
+        [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+        assert disconnected.planned and disconnected.reason == "drained"
+        assert disconnected.sent_after_ns is not None and disconnected.sent_after_ns >= after
+        assert events.kinds()[-1] is ReceiverEventKind.STOPPED
+        assert len(server.connections) == 1, "a drained receiver does not reconnect"
+
+
+def test_a_drained_receiver_ends_when_the_server_closes(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    events = Events()
+    with LocalWebSocketServer() as server:
+        receiver = WebSocketReceiver(
+            server.url, EventBuffer(10), backoff=fast_backoff(), on_state=events
+        )
+        receivers.append(receiver)
+        receiver.start()
+        connection = server.wait_for_connection(0)
+        wait_until(lambda: receiver.is_connected)
+        receiver.drain(time.time_ns() + 60 * 10**9, timeout_s=30)  # not before the close
+        connection.send_close(1001, "going away")
+        wait_until(lambda: not receiver.is_running)
+        [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+        assert not disconnected.planned and disconnected.close_code == 1001
+        assert len(server.connections) == 1
+
+
+def test_a_drain_that_cannot_complete_ends_at_its_timeout(
+    receivers: list[WebSocketReceiver],
+) -> None:
+    events = Events()
+    with LocalWebSocketServer() as server:  # never answers pings
+        receiver = WebSocketReceiver(
+            server.url,
+            EventBuffer(10),
+            ping_interval_s=0.05,
+            ping_message='{"message":"ping"}',
+            is_pong=is_pong,
+            on_state=events,
+        )
+        receivers.append(receiver)
+        receiver.start()
+        wait_until(lambda: receiver.is_connected)
+        receiver.drain(time.time_ns(), timeout_s=0.3)
+        wait_until(lambda: not receiver.is_running)
+        [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+        assert disconnected.planned and disconnected.reason == "drain timed out"
+        assert len(server.connections) == 1
+
+
+def test_disconnected_says_a_stop_was_planned(
+    server: LocalWebSocketServer, receivers: list[WebSocketReceiver]
+) -> None:
+    events = Events()
+    receiver = WebSocketReceiver(server.url, EventBuffer(10), on_state=events)
+    receivers.append(receiver)
+    receiver.start()
+    server.wait_for_connection(0)
+    wait_until(lambda: receiver.is_connected)
+    receiver.stop()
+    [disconnected] = events.of(ReceiverEventKind.DISCONNECTED)
+    assert disconnected.planned

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LABELS = ("connector", "task")
 
@@ -54,6 +54,25 @@ class WorkerMetrics:
             "connector_source_record_active_count",
             "Records not yet acked",
             _LABELS,
+            registry=registry,
+        )
+        self.transactions = Counter(
+            "connector_source_transaction",
+            "Exactly-once transactions ended (committed or aborted)",
+            (*_LABELS, "outcome"),
+            registry=registry,
+        )
+        self.transaction_commit_seconds = Histogram(
+            "connector_source_transaction_commit_seconds",
+            "Time to commit a transaction: its offsets produced, commit_transaction returned",
+            _LABELS,
+            registry=registry,
+        )
+        self.transaction_size = Histogram(
+            "connector_source_transaction_size",
+            "Items (records, dead letters, dropped records) per committed transaction",
+            _LABELS,
+            buckets=(1, 10, 100, 1000, 10_000, 100_000),
             registry=registry,
         )
         self._plugin_counters: dict[tuple[str, tuple[str, ...]], Counter] = {}

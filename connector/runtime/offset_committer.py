@@ -88,8 +88,9 @@ class OffsetCommitter:
         self._failed = metrics.offset_commits.labels(**labels, outcome="failure")
         self._in_flight = metrics.in_flight.labels(**labels)
 
-    def tick(self) -> None:
-        """Finish the write in flight if it is done, and start the next one when it is due."""
+    def tick(self, batch_sent: bool = True) -> None:
+        """Finish the write in flight if it is done, and start the next one when it is due.
+        (``batch_sent`` is for the transactional committer: offsets here move per record.)"""
         now = self._clock()
         self._collect()
         write = self._write

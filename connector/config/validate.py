@@ -208,7 +208,7 @@ def _check_exactly_once(
     config = validated.connector_config
     explicit = config.model_fields_set
     enabled = worker.exactly_once_source_support == "enabled"
-    plugin = validated.connector_class.spec.name
+    plugin = config.plugin
     instance = validated.connector_class()
     try:
         support = instance.exactly_once_support(validated.plugin_config)

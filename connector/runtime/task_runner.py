@@ -40,7 +40,6 @@ from connector.runtime.transactions import (
     ReplayingTask,
     TaskTransactionContext,
     TransactionalCommitter,
-    TransactionalProducer,
     TransactionRecords,
     TransactionSettings,
 )
@@ -122,7 +121,6 @@ class SourceTaskRunner:
                 clock=clock,
             )
         else:
-            assert isinstance(producer, TransactionalProducer)
             assert isinstance(task, ReplayingTask)
             assert isinstance(self.submitted, TransactionRecords)
             context = ctx.transaction_context
@@ -131,7 +129,7 @@ class SourceTaskRunner:
                 connector_name=ctx.connector_name,
                 task_id=ctx.task_id,
                 settings=transactions,
-                producer=producer,
+                producer=producer,  # type: ignore[arg-type]
                 records=self.submitted,
                 source=task,
                 store=offset_store,  # type: ignore[arg-type]

@@ -76,7 +76,7 @@ MAX_OPEN_ITEMS = 20_000
 _MAX_TRANSACTION_TIMEOUT_MS = 900_000
 # Each blocking transactional call waits at most this long per try, so that it can be retried.
 _CALL_SLICE_S = 5.0
-_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._DESTROY})
 # Delivery errors caused by a record itself: sending it again cannot succeed.
 _RECORD_ERRORS = frozenset(
     {

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from kafka_helpers import (
     AvroDecoder,
@@ -274,3 +274,115 @@ def test_a_zombie_is_fenced_stops_and_nothing_it_writes_after_is_visible(
     decode = AvroDecoder(SchemaRegistryClient({"url": schema_registry_url}))
     seqs = seqs_by_stream(read_topic(kafka_bootstrap, topic), decode)
     _assert_once(seqs, ["s0", "s1"], at_least=300)
+
+
+def test_a_record_kafka_refuses_aborts_its_whole_transaction_and_no_offset_moves(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    admin: AdminClient,
+    names: Names,
+    tmp_path: Path,
+) -> None:
+    """Record 2499 is over the topic's max.message.bytes (but under the producer's limit, so
+    only the broker refuses it). Under errors.tolerance=none its transaction is aborted and
+    the task fails: the records of that transaction the broker had already appended stay
+    invisible to read_committed consumers, and the committed offset is that of the last
+    committed record, never ahead."""
+    topic, offsets = names("orders"), names("offsets")
+    config = {"max.message.bytes": "20000"}
+    admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(30)
+    path = write_deployment(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        registry=schema_registry_url,
+        offsets_topic=offsets,
+        exactly_once_source_support="enabled",
+        task_restart_max_retries=0,
+        connectors=[
+            datagen(
+                "orders",
+                topic,
+                datagen_count=4000,
+                datagen_records_per_second=1000,
+                datagen_batch_size=20,
+                datagen_oversized_every=2500,
+                datagen_oversized_bytes=50_000,
+                errors_tolerance="none",
+                transaction_boundary="interval",
+                transaction_boundary_interval_ms=1000,
+            )
+        ],
+    )
+    with running_worker(load(path)) as worker:
+        status = wait_until(
+            lambda: (s := task_status(worker, "orders"))["state"] == "FAILED" and s,
+            30,
+            "the task to fail",
+        )
+        aborted = _transactions(worker, "aborted")
+    assert "Kafka refused a record of the transaction" in status["trace"]
+    assert "Message size too large" in status["trace"]
+    assert aborted == 1
+
+    decode = AvroDecoder(SchemaRegistryClient({"url": schema_registry_url}))
+    visible = seqs_by_stream(read_topic(kafka_bootstrap, topic), decode).get("s0", [])
+    assert visible, "a transaction was committed before the refused record"
+    assert visible == list(range(len(visible))) and max(visible) < 2499
+    in_log = seqs_by_stream(read_topic(kafka_bootstrap, topic, committed=False), decode)["s0"]
+    aborted_part = [seq for seq in in_log if seq > max(visible)]
+    assert aborted_part, "the refused transaction had records in the log (now aborted)"
+    assert _committed_offsets(kafka_bootstrap, offsets) == {
+        b'["orders",{"stream":"s0"}]': {"seq": max(visible)}
+    }
+
+
+def test_a_transaction_the_coordinator_times_out_is_sent_again_by_a_new_producer(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    names: Names,
+    tmp_path: Path,
+) -> None:
+    """A broker-side abort: the coordinator aborts a transaction open longer than
+    transaction.timeout.ms (2 s here, with a 15 s interval boundary) and bumps the producer's
+    epoch, which librdkafka reports as fenced. The task is not a zombie (its transaction is
+    that old): it takes its transactional id over with a new producer, re-sends the aborted
+    items from memory and commits them; every record is visible once."""
+    topic, offsets = names("orders"), names("offsets")
+    count = 2000
+    path = write_deployment(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        registry=schema_registry_url,
+        offsets_topic=offsets,
+        exactly_once_source_support="enabled",
+        producer_transaction_timeout_ms=2000,
+        connectors=[
+            datagen(
+                "orders",
+                topic,
+                datagen_count=count,
+                datagen_records_per_second=1000,
+                datagen_batch_size=50,
+                transaction_boundary="interval",
+                transaction_boundary_interval_ms=15_000,
+            )
+        ],
+    )
+    with running_worker(load(path)) as worker:
+        wait_until(
+            lambda: (
+                _committed_offsets(kafka_bootstrap, offsets)
+                == {b'["orders",{"stream":"s0"}]': {"seq": count - 1}}
+            ),
+            60,
+            "every record committed",
+            0.5,
+        )
+        status = task_status(worker, "orders")
+        aborted, committed = _transactions(worker, "aborted"), _transactions(worker, "committed")
+    assert status["state"] == "RUNNING" and status.get("restarts", 0) == 0
+    assert aborted >= 1 and committed >= 1
+    decode = AvroDecoder(SchemaRegistryClient({"url": schema_registry_url}))
+    _assert_once(seqs_by_stream(read_topic(kafka_bootstrap, topic), decode), ["s0"], count)
+    raw = read_topic(kafka_bootstrap, topic, committed=False)
+    assert len(raw) > count, "the timed-out transaction's records are in the log, aborted"

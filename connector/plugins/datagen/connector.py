@@ -12,6 +12,7 @@ connector`` the task asks for a commit every ``datagen.transaction.records`` rec
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -88,7 +89,9 @@ class DatagenSourceTask(SourceTask):
             next_seq = int(committed["seq"]) + 1 if committed else 0
             self._streams.append([stream, partition, next_seq])
         self._payload = "x" * self._config.datagen_payload_bytes or None
-        self._oversized = "o" * self._config.datagen_oversized_bytes
+        # random hex: compression (the broker's limit applies after it) cannot shrink it
+        size = self._config.datagen_oversized_bytes
+        self._oversized = random.Random(size).randbytes(size // 2 + 1).hex()[:size]
         self._transactions = ctx.transaction_context
         self._since_commit = 0
         self._next_index = 0

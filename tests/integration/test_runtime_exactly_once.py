@@ -76,16 +76,21 @@ def test_records_and_their_offsets_commit_together_at_each_boundary(
     names: Names,
     tmp_path: Path,
 ) -> None:
-    topic, offsets = names("orders"), names("offsets")
+    """Poll: one transaction per poll() batch, with the connector's own offsets topic
+    (``offsets.storage.topic``); interval: one per 500 ms, in the worker's offsets topic."""
+    topic, worker_offsets = names("orders"), names("offsets")
     count, batch = 1500, 50
     settings: dict[str, Any] = {"transaction_boundary": boundary}
+    offsets = worker_offsets
     if boundary == "interval":
         settings["transaction_boundary_interval_ms"] = 500
+    else:
+        offsets = settings["offsets_storage_topic"] = names("orders-offsets")
     path = write_deployment(
         tmp_path,
         bootstrap=kafka_bootstrap,
         registry=schema_registry_url,
-        offsets_topic=offsets,
+        offsets_topic=worker_offsets,
         exactly_once_source_support="enabled",
         connectors=[
             datagen(
@@ -123,6 +128,7 @@ def test_records_and_their_offsets_commit_together_at_each_boundary(
     if boundary == "poll":
         # one transaction per poll() batch (a batch may come back short: at least 60 of them)
         assert committed >= polls
+        assert _committed_offsets(kafka_bootstrap, worker_offsets) == {}
     else:
         # about one per 500 ms: far fewer than the 60 polls
         assert 1 <= committed <= elapsed / 0.5 + 2 < polls

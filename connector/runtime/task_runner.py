@@ -12,9 +12,15 @@
               all within offset.flush.timeout.ms, even when Kafka is unreachable
 
 The stages are small objects of their own (:class:`RecordPipeline`, :class:`ErrorPolicy`,
-:class:`OffsetCommitter`) and the loop takes small producer and offset-store interfaces, so a
-transactional producer can replace the plain one. Offsets are never committed by flushing the
-data producer: only the acked prefix of each source partition is written.
+:class:`OffsetCommitter`) and the loop takes small producer and offset-store interfaces. Offsets
+are never committed by flushing the data producer: only the acked prefix of each source
+partition is written.
+
+Exactly-once (``transactions`` given, see ``transactions.py``): the same loop with the task's
+own transactional producer, :class:`TransactionalCommitter` in place of the offset committer
+(``tick`` ends a transaction at its boundary, and says when it aborted one: the loop then drops
+the batch it holds, which the :class:`ReplayingTask` wrapper polls again), fencing and the
+offsets read before ``task.start``, and no final commit after a failure.
 """
 
 from __future__ import annotations

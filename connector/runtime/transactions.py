@@ -37,6 +37,7 @@ the records of a finished transaction get no callback afterwards.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -148,6 +149,7 @@ class TransactionalProducer:
         self.transactional_id = transactional_id
         self._fatal: KafkaError | None = None
         self.abortable: KafkaError | None = None
+        self.produced = 0  # records queued in the open transaction
         conf: dict[str, Any] = {
             **DEFAULT_PRODUCER_CONFIG,
             "transaction.timeout.ms": transaction_timeout_ms,
@@ -220,6 +222,7 @@ class TransactionalProducer:
             self._produce(
                 topic, value, key, headers=headers, timestamp=timestamp, on_delivery=on_delivery
             )
+            self.produced += 1
         except KafkaException as exc:
             err = exc.args[0]
             if err.code() in (KafkaError._STATE, KafkaError._FATAL) or err.txn_requires_abort():
@@ -247,6 +250,7 @@ class TransactionalProducer:
 
     def begin_transaction(self) -> None:
         self.producer.begin_transaction()
+        self.produced = 0
 
     def commit_transaction(self, timeout_s: float) -> None:
         self._call(self.producer.commit_transaction, timeout_s)
@@ -324,7 +328,13 @@ class TransactionRecords(SubmittedRecords):
 
 class ReplayingTask(SourceTask):
     """Wraps the plugin's task: keeps every batch ``poll()`` returned since the last commit,
-    and after an abort returns them again, in order, before polling the task for more."""
+    and after an abort returns them again, in order, before polling the task for more.
+
+    The kept batches are moved out of the cyclic garbage collector's sight (``gc.freeze``)
+    until the transaction ends (``gc.unfreeze``): records are acyclic and freed by reference
+    counting, but while they are alive every collection traversed them again, which cost more
+    than a fifth of the CPU with 1 s transactions. Cyclic garbage frozen meanwhile is collected
+    after the unfreeze, one transaction later."""
 
     def __init__(self, task: SourceTask) -> None:
         self.task = task
@@ -340,6 +350,7 @@ class ReplayingTask(SourceTask):
         if batch:
             self._open.append(batch)
             self.open_items += len(batch)
+            gc.freeze()
         return batch
 
     @property
@@ -351,6 +362,7 @@ class ReplayingTask(SourceTask):
         """The open transaction is durable (or dropped on purpose): nothing to re-send."""
         self._open = []
         self.open_items = 0
+        gc.unfreeze()
 
     def rewind(self) -> int:
         """The open transaction was aborted: its batches are polled again first."""
@@ -472,7 +484,7 @@ class TransactionalCommitter:
             return self._on_fatal(producer.fatal_error)
         if producer.abortable is not None or self._records.errors:
             return self._abort("the transaction failed")
-        if self._first_sent_at is None and self._records.in_flight:
+        if self._first_sent_at is None and producer.produced:
             self._first_sent_at = self._clock()
         if not batch_sent:
             return False
@@ -580,7 +592,9 @@ class TransactionalCommitter:
         """The task asked for an abort: its records are dropped, their offsets committed
         anyway (Connect does the same, so that the task does not read them again)."""
         _, offsets = self._records.dispatched()
-        self._end_by_abort()
+        fatal = self._end_by_abort()
+        if fatal is not None:
+            raise self._failure(fatal)
         self._source.committed()
         if not offsets:
             return False
@@ -599,13 +613,15 @@ class TransactionalCommitter:
         self._finished(written, 0, started)
         return False
 
-    def _end_by_abort(self) -> None:
+    def _end_by_abort(self) -> KafkaError | None:
+        """Abort the open transaction; the producer's fatal error instead, when it has one
+        (then nothing could be aborted, and the caller decides)."""
         try:
             self._producer.abort_transaction(self._timeout_s)
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal():
-                raise self._failure(err) from None
+                return err  # type: ignore[no-any-return]
             raise TaskFailedError(
                 f"task {self._name}: could not abort its transaction: {err.str()}"
             ) from None
@@ -613,6 +629,7 @@ class TransactionalCommitter:
         self._records.discard()
         self._in_flight.set(0)
         self._begin()
+        return None
 
     def _abort(self, reason: str, err: KafkaError | None = None) -> bool:
         """Abort after a failure; re-send the transaction's items, or fail the task when a
@@ -621,7 +638,9 @@ class TransactionalCommitter:
         if self._producer.abortable is not None:
             causes.append(self._producer.abortable)
         refused = next((e for e in causes if e.code() in _RECORD_ERRORS), None)
-        self._end_by_abort()
+        fatal = self._end_by_abort()
+        if fatal is not None:  # fenced (or timed out) while the transaction failed
+            return self._on_fatal(fatal)
         if refused is not None:
             self._source.committed()
             raise TaskFailedError(

@@ -46,12 +46,20 @@ def _transactions(worker: Worker, outcome: str) -> float:
     return value or 0.0
 
 
+_NOT_READY = (
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+)
+
+
 def _committed_offsets(bootstrap: str, topic: str) -> dict[bytes, Any]:
-    """The latest committed offset of every key (nothing while the topic does not exist)."""
+    """The latest committed offset of every key (nothing while the topic does not exist or
+    its partitions have no leader yet: the callers poll)."""
     try:
         messages = read_topic(bootstrap, topic)
     except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+        if exc.args[0].code() not in _NOT_READY:
             raise
         return {}
     return {m.key(): orjson.loads(m.value() or b"") for m in messages}

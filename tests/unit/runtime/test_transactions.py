@@ -60,6 +60,7 @@ class FakeTransactionalProducer:
         self.state_after: int | None = None
         self.fatal_error: KafkaError | None = None
         self.abortable: KafkaError | None = None
+        self.produced = 0
         self.lock = threading.Lock()
 
     def produce(
@@ -77,6 +78,7 @@ class FakeTransactionalProducer:
                 self.abortable = KafkaError(KafkaError._STATE)
                 raise BufferError("the open transaction takes no more records")
             self.open.append(Sent(topic, key, value, on_delivery))
+            self.produced += 1
             if self.refuse_next is not None and on_delivery is not None:
                 self.refuse_next = None
                 on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
@@ -90,6 +92,7 @@ class FakeTransactionalProducer:
 
     def begin_transaction(self) -> None:
         self.calls.append("begin")
+        self.produced = 0
 
     def commit_transaction(self, timeout_s: float) -> None:
         self.calls.append("commit")

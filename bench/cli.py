@@ -4,6 +4,8 @@
     python -m bench --record        # ... and appended to BENCHMARKS.md (what `make bench` does)
     python -m bench --only e2e,ceilings --e2e-seconds 60
     python -m bench --only e2e --profile   # py-spy profile of the connector during the window
+    python -m bench --only eos      # exactly-once against at-least-once, commit latency
+    python -m bench --only e2e,rates --exactly-once   # any part with exactly-once enabled
 
 Every run uses a fresh simulator and fresh topics; the devstack is started (and released) as
 the test suite does. Runs are bounded in time; a failing run is reported and the next starts.
@@ -30,6 +32,7 @@ from bench.sim import Simulator
 
 log = logging.getLogger("bench")
 PARTS = ("ceilings", "e2e", "rates", "cost", "backpressure")
+EXTRA_PARTS = ("eos",)  # only when asked for with --only
 
 
 def _wait_for_quiet(limit: float, timeout_s: float) -> float:
@@ -61,7 +64,11 @@ def _devstack() -> tuple[Any, Env]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    ap.add_argument("--only", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
+    ap.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma list of {', '.join(PARTS + EXTRA_PARTS)} (default: all but eos)",
+    )
     ap.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     ap.add_argument("--e2e-seconds", type=float, default=30.0, help="flood measuring window")
     ap.add_argument("--warmup", type=float, default=10.0, help="flood warm-up")
@@ -73,10 +80,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait-load-timeout", type=float, default=600.0)
     ap.add_argument("--profile", action="store_true", help="py-spy the flood run's window")
     ap.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    ap.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="run the connector with exactly.once.source.support: enabled (transaction "
+        "boundary --transaction-boundary)",
+    )
+    ap.add_argument("--transaction-boundary", default="poll", choices=("poll", "interval"))
+    ap.add_argument(
+        "--transaction-interval-ms",
+        type=int,
+        default=None,
+        help="with --transaction-boundary "
+        "interval (default: offset.flush.interval.ms of the bench, 1000)",
+    )
+    ap.add_argument("--eos-seconds", type=float, default=20.0, help="eos part: each window")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench %(message)s")
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    unknown = set(parts) - set(PARTS)
+    unknown = set(parts) - set(PARTS) - set(EXTRA_PARTS)
     if unknown:
         ap.error(f"unknown parts {sorted(unknown)}")
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -87,7 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     ceilings: dict[str, Any] | None = None
     sample_bytes = (0.0, 0.0)
 
+    mode: dict[str, Any] = {}
+    if args.exactly_once:
+        mode = {
+            "exactly_once": True,
+            "transaction_boundary": args.transaction_boundary,
+            "transaction_interval_ms": args.transaction_interval_ms,
+        }
+    commit_rows: list[dict[str, float]] = []
+
     def attempt(label: str, **kwargs: Any) -> None:
+        kwargs = {**mode, **kwargs}
         log.info("run %s %s", label, kwargs)
         try:
             result = run(env, label, **kwargs)
@@ -98,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %s", label, json.dumps(_brief(result)))
 
     try:
-        if "ceilings" in parts or "e2e" in parts:
+        if "ceilings" in parts or "e2e" in parts or "eos" in parts:
             ceilings, sample_bytes = _ceilings(env, "ceilings" in parts)
         if "e2e" in parts:
             spy = env.workdir / "flood.pyspy" if args.profile else None
@@ -141,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
                     measure_s=args.rate_seconds,
                     latency=True,
                 )
+        if "eos" in parts:
+            _eos(attempt, args.warmup, args.eos_seconds)
+            from bench.transactions import measure
+
+            log.info("commit latency per transaction size")
+            try:
+                commit_rows = measure(env.bootstrap, (100, 1000, 10000))
+            except Exception:
+                log.error("commit latency failed:\n%s", traceback.format_exc())
         if "backpressure" in parts:
             attempt(
                 "backpressure",
@@ -159,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         frame_bytes=sample_bytes[0],
         value_bytes=sample_bytes[1],
     )
+    if commit_rows:
+        from bench.transactions import table
+
+        text += "\n" + table(commit_rows)
     print()
     print(text)
     if args.record:
@@ -167,6 +212,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps([r.as_dict() for r in runs], indent=1))
     return 0 if runs else 1
+
+
+def _eos(attempt: Any, warmup_s: float, measure_s: float) -> None:
+    """The same flood and the same fixed rate with at-least-once and with exactly-once
+    (poll boundary: the default; interval 1 s), alternated so that machine load hits both."""
+    alo: dict[str, Any] = {"exactly_once": False}
+    poll: dict[str, Any] = {"exactly_once": True, "transaction_boundary": "poll"}
+    interval: dict[str, Any] = {
+        "exactly_once": True,
+        "transaction_boundary": "interval",
+        "transaction_interval_ms": 1000,
+    }
+    flood = {"warmup_s": min(warmup_s, 5.0), "measure_s": measure_s}
+    attempt("flood-alo", **alo, **flood)
+    attempt("flood-eos-poll", **poll, **flood)
+    attempt("flood-eos-interval", **interval, **flood)
+    fixed = {"rate": 5000.0, "warmup_s": 5, "measure_s": measure_s, "latency": True}
+    attempt("rate-5000-alo", **alo, **fixed, visible_latency=True)
+    attempt("rate-5000-eos-poll", **poll, **fixed, visible_latency=True)
+    attempt("rate-5000-eos-interval", **interval, **fixed, visible_latency=True)
 
 
 def _brief(result: RunResult) -> dict[str, Any]:

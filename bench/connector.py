@@ -34,19 +34,34 @@ def deployment(
     tasks: int,
     producer: dict[str, Any] | None = None,
     offset_flush_ms: int = 1000,
+    exactly_once: bool = False,
+    transaction_boundary: str = "poll",
+    transaction_interval_ms: int | None = None,
+    rest_port: int | None = None,
 ) -> dict[str, Any]:
     """A deployment of the Genesys connector against the simulator, topics ``<routing>.<family>``.
 
-    With ``tasks`` > 1 the topics are split into that many channels (one task each)."""
+    With ``tasks`` > 1 the topics are split into that many channels (one task each). With
+    ``exactly_once`` the worker runs every task in transactions (``transaction_boundary``)."""
     per_channel = min(1000, -(-len(topics) // tasks))
+    worker: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "schema.registry.url": registry,
+        "offset.storage.topic": "bench-connect-offsets",
+        "offset.flush.interval.ms": offset_flush_ms,
+        **{f"producer.{k}": v for k, v in (producer or {}).items()},
+    }
+    eos: dict[str, Any] = {}
+    if exactly_once:
+        worker["exactly.once.source.support"] = "enabled"
+        worker["group.id"] = name
+        eos["transaction.boundary"] = transaction_boundary
+        if transaction_interval_ms is not None:
+            eos["transaction.boundary.interval.ms"] = transaction_interval_ms
+    if rest_port is not None:
+        worker["rest.port"] = rest_port
     return {
-        "worker": {
-            "bootstrap.servers": bootstrap,
-            "schema.registry.url": registry,
-            "offset.storage.topic": "bench-connect-offsets",
-            "offset.flush.interval.ms": offset_flush_ms,
-            **{f"producer.{k}": v for k, v in (producer or {}).items()},
-        },
+        "worker": worker,
         "connectors": [
             {
                 "name": name,
@@ -64,6 +79,7 @@ def deployment(
                 "channel.max.topics": per_channel,
                 "topic.routing": f"{routing}.{{family}}",
                 "gaps.topic": f"{routing}.gaps",
+                **eos,
             }
         ],
     }

@@ -72,6 +72,32 @@ def runs_table(runs: list[RunResult]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def delivery_table(runs: list[RunResult]) -> str:
+    """At-least-once against exactly-once: rate, CPU, latency to the log and to a
+    read_committed consumer, and what the transactions looked like."""
+    head = (
+        "| Run | Mode | Offered ev/s | Acked ev/s | CPU s per 1k ev | Append p50 / p99 ms | "
+        "Visible (read_committed) p50 / p99 ms | Transactions committed / aborted | "
+        "Mean records per transaction | Mean commit ms | Lost / dup |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in runs:
+        lat, vis, txn = r.latency_ms, r.visible_ms, r.transactions
+        append = f"{_n(lat['p50'], 1)} / {_n(lat['p99'], 1)}" if lat else "-"
+        visible = f"{_n(vis['p50'], 1)} / {_n(vis['p99'], 1)}" if vis else "-"
+        transactions = (
+            f"{_n(txn.get('committed', 0))} / {_n(txn.get('aborted', 0))}" if txn else "-"
+        )
+        rows.append(
+            f"| {r.label} | {r.mode} | {'flood' if not r.offered else _n(r.offered)}"
+            f" | {_n(r.rate)} | {_n(r.cpu_per_1k, 3)} | {append} | {visible} | {transactions}"
+            f" | {_n(txn.get('mean_size', float('nan')))} | "
+            f"{_n(txn.get('mean_commit_ms', float('nan')), 1)} | {r.missing} / {r.duplicates} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
 def ceilings_table(ceilings: dict[str, Any], best_e2e: float) -> str:
     lines = ["| Ceiling (same machine, same run) | Events/s |", "|---|---|"]
     for label, value in ceilings["rows"]:
@@ -120,6 +146,8 @@ def document(
         "",
         runs_table(runs),
     ]
+    if any(r.mode != "at-least-once" or r.visible_ms for r in runs):
+        parts.append(delivery_table(runs))
     if ceilings:
         parts.append(ceilings_table(ceilings, best))
     extra = notes(runs)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import kafka as bkafka
 from bench import sim as bsim
@@ -56,6 +60,9 @@ class RunResult:
     load_before: float = 0.0
     notes: list[str] = field(default_factory=list)
     workers: int = 1  # connector processes
+    mode: str = "at-least-once"  # or "exactly-once (<boundary>)"
+    visible_ms: dict[str, float] = field(default_factory=dict)  # send -> read_committed
+    transactions: dict[str, float] = field(default_factory=dict)  # from the worker's /metrics
 
     @property
     def lossless(self) -> bool:
@@ -118,6 +125,10 @@ def run(
     pyspy: Path | None = None,
     offset_flush_ms: int = 1000,
     keep_topics: bool = False,
+    exactly_once: bool = False,
+    transaction_boundary: str = "poll",
+    transaction_interval_ms: int | None = None,
+    visible_latency: bool = False,
 ) -> RunResult:
     """Run the connector against a fresh simulator and fresh topics; measure; verify.
 
@@ -128,6 +139,9 @@ def run(
     """
     result = RunResult(label, topics, tasks, rate, load_before=load_average())
     result.workers = workers
+    if exactly_once:
+        result.mode = f"exactly-once ({transaction_boundary})"
+    rest_ports = [free_port() if exactly_once else None for _ in range(workers)]
     name = f"bench-{env.run_id}-{label}"
     genesys = bsim.conversation_topics(topics)
     targets = kafka_topics(name, genesys)
@@ -139,6 +153,7 @@ def run(
     sim = bsim.Simulator(rate)
     procs: list[ConnectorProcess] = []
     samplers: list[Sampler] = []
+    visible: bkafka.VisibleTimes | None = None
     try:
         for index in range(workers):
             config = deployment(
@@ -151,6 +166,10 @@ def run(
                 tasks=tasks,
                 producer={"client.id": client_id, **(producer or {})},
                 offset_flush_ms=offset_flush_ms,
+                exactly_once=exactly_once,
+                transaction_boundary=transaction_boundary,
+                transaction_interval_ms=transaction_interval_ms,
+                rest_port=rest_ports[index],
             )
             procs.append(ConnectorProcess(config, env.workdir, profile=profile))
             samplers.append(Sampler(procs[-1].pid).start())
@@ -158,7 +177,10 @@ def run(
         def dead() -> ConnectorProcess | None:
             return next((p for p in procs if not p.alive()), None)
 
-        if not wait_for(lambda: k.acked(targets) > 0 or dead() is not None, 60):
+        def acked() -> int:
+            return k.acked(targets, committed=exactly_once)
+
+        if not wait_for(lambda: acked() > 0 or dead() is not None, 60):
             raise RuntimeError(f"{label}: no record reached Kafka in 60 s:\n{procs[0].log_tail()}")
         exited = dead()
         if exited is not None:
@@ -172,11 +194,13 @@ def run(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        t0, a0, l0 = time.monotonic(), k.acked(targets), sim.ledger_total()
+        if visible_latency:
+            visible = bkafka.VisibleTimes(env.bootstrap, targets, sim.cids.event_id)
+        t0, a0, l0 = time.monotonic(), acked(), sim.ledger_total()
         timeline = [(t0, a0)]
         while time.monotonic() - t0 < measure_s:
             time.sleep(min(1.0, measure_s - (time.monotonic() - t0)))
-            timeline.append((time.monotonic(), k.acked(targets)))
+            timeline.append((time.monotonic(), acked()))
         t1, a1 = timeline[-1]
         l1 = sim.ledger_total()
         result.seconds = t1 - t0
@@ -189,6 +213,8 @@ def run(
         result.window_rss_mb = max(s.rss_max_between(t0, t1) for s in samplers) / 1024
         if spy is not None:
             spy.wait(60)
+        if exactly_once:
+            result.transactions = _transaction_metrics(rest_ports)
         # Stop the source, let everything sent reach Kafka (or give up), then stop the connector.
         sim.pause()
         if quota_bytes:
@@ -196,9 +222,11 @@ def run(
             quota_bytes = None
         time.sleep(0.5)
         result.sent = sim.ledger_total()
-        if not wait_for(lambda: k.acked(targets) >= result.sent, 120, 0.5):
+        if not wait_for(lambda: acked() >= result.sent, 120, 0.5):
             result.notes.append("not everything sent reached Kafka within 120 s of the pause")
-        result.in_kafka = k.acked(targets)
+        if visible is not None:
+            visible.stop()
+        result.in_kafka = acked()
         result.peak_rss_mb = max(sampler.peak_kb for sampler in samplers) / 1024
         result.rss_timeline_mb = [round(x[2] / 1024, 1) for x in samplers[0].samples[::4]]
         for sampler in samplers:
@@ -224,8 +252,19 @@ def run(
         result.missing = back.ids.count(0)
         result.duplicates = sum(c - 1 for c in back.ids if c > 1)
         result.unknown = back.unknown
+        if exactly_once:  # offsets counted transaction markers too: the records are those read
+            result.in_kafka = back.records
         if back.records != result.in_kafka:
             result.notes.append(f"read back {back.records} of {result.in_kafka} records")
+        if visible is not None and sent_ns:
+            seen = visible.received_ns
+            lat = [(seen[eid] - ns) / 1e6 for eid, ns in sent_ns.items() if eid in seen]
+            result.visible_ms = {
+                "p50": _percentile(lat, 0.50),
+                "p99": _percentile(lat, 0.99),
+                "max": max(lat) if lat else float("nan"),
+                "n": len(lat),
+            }
         if sent_ns:
             lat = [
                 (back.append_ms[eid] * 1_000_000 - ns) / 1e6
@@ -252,6 +291,48 @@ def run(
             except Exception:  # best effort; the client id is unique to this run
                 log.warning("could not remove the quota of %s", client_id)
         sim.stop()
+        if visible is not None:
+            visible.stop()
         if not keep_topics:
             k.delete_prefixed(f"{name}.")
         k.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _transaction_metrics(ports: list[int | None]) -> dict[str, float]:
+    """Transactions committed and aborted, mean size and commit time, summed over the
+    connector processes (their REST ``/metrics``)."""
+    totals: dict[str, float] = {}
+    for port in ports:
+        if port is None:
+            continue
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except requests.RequestException as exc:
+            log.warning("no /metrics on port %s: %s", port, exc)
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name = sample.name
+                if name == "connector_source_transaction_total":
+                    key = sample.labels.get("outcome", "")
+                elif name in (
+                    "connector_source_transaction_size_sum",
+                    "connector_source_transaction_size_count",
+                    "connector_source_transaction_commit_seconds_sum",
+                ):
+                    key = name.removeprefix("connector_source_transaction_")
+                else:
+                    continue
+                totals[key] = totals.get(key, 0.0) + sample.value
+    count = totals.get("size_count", 0.0)
+    if count:
+        totals["mean_size"] = totals["size_sum"] / count
+        totals["mean_commit_ms"] = totals["commit_seconds_sum"] / count * 1000
+    return totals

@@ -75,6 +75,7 @@ class FakeTaskContext:
     task_id: int = 0
     offset_reader: MemoryOffsetReader | None = None
     clock: Any = None
+    transaction_context: Any = None
     status: dict[str, Any] = field(default_factory=dict)
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
     gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)

@@ -5,8 +5,13 @@ A plugin subclasses :class:`SourceConnector` and :class:`SourceTask`, declares a
 ``connector.plugins`` entry-point group.
 """
 
-from connector.api.connector import SourceConnector, TaskConfig
-from connector.api.context import ConnectorContext, OffsetReader, TaskContext
+from connector.api.connector import (
+    ConnectorTransactionBoundaries,
+    ExactlyOnceSupport,
+    SourceConnector,
+    TaskConfig,
+)
+from connector.api.context import ConnectorContext, OffsetReader, TaskContext, TransactionContext
 from connector.api.errors import (
     ConfigError,
     ConfigIssue,
@@ -35,8 +40,10 @@ __all__ = [
     "ConfigIssue",
     "ConnectorContext",
     "ConnectorError",
+    "ConnectorTransactionBoundaries",
     "ConversionError",
     "DeliveryError",
+    "ExactlyOnceSupport",
     "Header",
     "MalformedInput",
     "OffsetReader",
@@ -52,4 +59,5 @@ __all__ = [
     "TaskConfig",
     "TaskContext",
     "TaskFailedError",
+    "TransactionContext",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -16,6 +17,24 @@ from connector.api.task import SourceTask
 
 TaskConfig = Mapping[str, Any]
 """One task's share of the work; JSON-compatible so it can be shown and stored."""
+
+
+class ExactlyOnceSupport(Enum):
+    """Connect's ``ExactlyOnceSupport``: whether a connector's tasks, run with transactions,
+    deliver each record once. That needs a source the task can resume exactly at a committed
+    offset (or, for a live source, a guarantee stated from what the task received on)."""
+
+    SUPPORTED = "supported"
+    UNSUPPORTED = "unsupported"
+
+
+class ConnectorTransactionBoundaries(Enum):
+    """Connect's ``ConnectorTransactionBoundaries``: whether the tasks can decide where
+    transactions end (``transaction.boundary=connector``) through
+    :attr:`~connector.api.TaskContext.transaction_context`."""
+
+    SUPPORTED = "supported"
+    UNSUPPORTED = "unsupported"
 
 
 class SourceConnector(ABC):
@@ -46,6 +65,21 @@ class SourceConnector(ABC):
         checks them for compatibility against the registry. Default: none known.
         """
         return {}
+
+    def exactly_once_support(self, config: BaseModel) -> ExactlyOnceSupport | None:
+        """Whether exactly-once delivery holds for this configuration (Connect's
+        ``exactlyOnceSupport``). ``connector validate`` refuses ``exactly.once.support:
+        required`` unless this returns ``SUPPORTED``. Default ``None``: not declared, treated
+        as unsupported."""
+        return None
+
+    def can_define_transaction_boundaries(
+        self, config: BaseModel
+    ) -> ConnectorTransactionBoundaries:
+        """Whether the tasks define their own transaction boundaries (Connect's
+        ``canDefineTransactionBoundaries``); required by ``transaction.boundary: connector``.
+        Default: unsupported."""
+        return ConnectorTransactionBoundaries.UNSUPPORTED
 
     def start(self, ctx: ConnectorContext) -> None:  # noqa: B027
         """Called once before :meth:`task_configs`, with the validated config in ``ctx``."""

@@ -23,6 +23,24 @@ class OffsetReader(Protocol):
         ...
 
 
+class TransactionContext(Protocol):
+    """Given to tasks under ``transaction.boundary: connector`` (Connect's
+    ``TransactionContext``): the task says where a transaction ends. A request applies once
+    the batch returned by the current ``poll()`` (or the next one, when called between polls)
+    is handed to Kafka. Thread-safe."""
+
+    def commit_transaction(self) -> None:
+        """Commit the open transaction (records, dead letters and their offsets) after the
+        current batch."""
+        ...
+
+    def abort_transaction(self) -> None:
+        """Abort the open transaction after the current batch: its records are dropped, and
+        their offsets are committed anyway (in a transaction of their own), so that the task
+        does not see the same input again."""
+        ...
+
+
 class ConnectorContext(Protocol):
     """Given to :meth:`SourceConnector.start`."""
 
@@ -48,6 +66,8 @@ class TaskContext(Protocol):
         offset_reader: committed offsets of this connector.
         logger: a logger adapter that already names the connector and task.
         clock: monotonic seconds; injected so tests can drive time.
+        transaction_context: set only under exactly-once with
+            ``transaction.boundary: connector``; ``None`` otherwise.
     """
 
     connector_name: str
@@ -57,6 +77,7 @@ class TaskContext(Protocol):
     offset_reader: OffsetReader
     logger: logging.LoggerAdapter[logging.Logger]
     clock: Callable[[], float]
+    transaction_context: TransactionContext | None
 
     def set_status_detail(self, name: str, value: Any) -> None:
         """Publish a detail (for example the buffer depth or a gap) in the task's status."""

@@ -80,6 +80,23 @@ class WorkerConfig(_Model):
     task_restart_max_retries: int = Field(
         -1, ge=-1, description="Restarts before a task stays FAILED; -1 means no limit."
     )
+    exactly_once_source_support: Literal["disabled", "enabled"] = Field(
+        "disabled",
+        description=(
+            "enabled: every source task writes its records, dead letters and offsets in Kafka "
+            "transactions (KIP-618); consumers with isolation.level=read_committed see each "
+            "record once."
+        ),
+    )
+    group_id: str = Field(
+        "connect-cluster",
+        min_length=1,
+        description=(
+            "Names this worker's cluster: task transactional ids are "
+            "<group.id>-<connector>-<task> (Connect's format), so two workers with the same "
+            "group.id running the same connector fence each other's tasks."
+        ),
+    )
     rest_port: int | None = Field(
         None, ge=0, le=65535, description="Port of the Connect-style REST API; off when unset."
     )
@@ -171,6 +188,31 @@ class ConnectorConfig(_Model):
     topic_creation_default_replication_factor: int = Field(
         -1, description="Replication factor of topics the connector creates; -1: broker default."
     )
+    exactly_once_support: Literal["requested", "required"] = Field(
+        "requested",
+        description=(
+            "required: validation fails unless the worker has exactly.once.source.support "
+            "enabled and the plugin declares exactly-once support."
+        ),
+    )
+    transaction_boundary: Literal["poll", "interval", "connector"] = Field(
+        "poll",
+        description=(
+            "Under exactly-once: one transaction per poll() batch, per "
+            "transaction.boundary.interval.ms, or where the task asks (connector)."
+        ),
+    )
+    transaction_boundary_interval_ms: int | None = Field(
+        None,
+        ge=1,
+        description="Transaction length with transaction.boundary=interval; default "
+        "offset.flush.interval.ms.",
+    )
+    offsets_storage_topic: str | None = Field(
+        None,
+        description="This connector's own offsets topic (KIP-618); default: the worker's "
+        "offset.storage.topic, which stays the fallback for reads.",
+    )
     transforms: list[str] = Field(default_factory=list, description="Ordered SMT aliases.")
     predicates: list[str] = Field(default_factory=list, description="Predicate aliases.")
     key_converter_config: dict[str, Any] = Field(default_factory=dict, alias="key.converter.*")
@@ -184,6 +226,13 @@ class ConnectorConfig(_Model):
     def _check_name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("use letters, digits, '.', '_' and '-', starting with a letter/digit")
+        return value
+
+    @field_validator("offsets_storage_topic")
+    @classmethod
+    def _check_topic(cls, value: str | None) -> str | None:
+        if value is not None and (not _NAME.match(value) or len(value) > 249):
+            raise ValueError("a Kafka topic name: letters, digits, '.', '_' and '-', 1-249 long")
         return value
 
     @field_validator("key_converter", "value_converter")

@@ -20,7 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connector.api import ConfigError, ConfigIssue, SourceConnector
+from connector.api import (
+    ConfigError,
+    ConfigIssue,
+    ConnectorTransactionBoundaries,
+    ExactlyOnceSupport,
+    SourceConnector,
+)
 from connector.config.loader import (
     DUPLICATE_KEY,
     KeyPath,
@@ -176,6 +182,7 @@ def validate_paths(
                         "the avro converter needs a schema registry: set worker "
                         f"schema.registry.url or {role}.converter.schema.registry.url",
                     )
+            _check_exactly_once(validated, worker, report, path)
     issues = [replace(issue, message=redactor(issue.message)) for issue in issues]
     if issues or worker is None:
         return None, issues
@@ -214,6 +221,67 @@ def validate_connector_map(
         [replace(i, message=redactor(i.message)) for i in issues],
         [replace(w, message=redactor(w.message)) for w in warnings],
     )
+
+
+def _check_exactly_once(
+    validated: ConnectorDeployment, worker: WorkerConfig, report: _Reporter, path: KeyPath
+) -> None:
+    """KIP-618's validation: ``exactly.once.support: required`` needs the worker's
+    ``exactly.once.source.support: enabled`` and a plugin that declares support;
+    ``transaction.boundary: connector`` needs a plugin that defines boundaries. Settings that
+    have no effect are warned about."""
+    config = validated.connector_config
+    explicit = config.model_fields_set
+    enabled = worker.exactly_once_source_support == "enabled"
+    plugin = config.plugin
+    instance = validated.connector_class()
+    try:
+        support = instance.exactly_once_support(validated.plugin_config)
+        boundaries = instance.can_define_transaction_boundaries(validated.plugin_config)
+    except Exception as exc:  # a plugin's hook must report, not crash validation
+        report(path, f"plugin '{plugin}' failed to say whether it supports exactly-once: {exc}")
+        return
+    if config.exactly_once_support == "required":
+        if not enabled:
+            report(
+                (*path, "exactly.once.support"),
+                "exactly-once delivery is required, but the worker has "
+                "exactly.once.source.support: disabled (set it to enabled)",
+            )
+        if support is not ExactlyOnceSupport.SUPPORTED:
+            report(
+                (*path, "exactly.once.support"),
+                f"exactly-once delivery is required, but plugin '{plugin}' does not support it "
+                "with this configuration",
+            )
+    elif enabled and support is not ExactlyOnceSupport.SUPPORTED:
+        report.warn(
+            path,
+            f"plugin '{plugin}' does not declare exactly-once support: its records are written "
+            "in transactions, but its source may still repeat or lose input after a restart",
+        )
+    if not enabled:
+        for key in ("transaction_boundary", "transaction_boundary_interval_ms"):
+            if key in explicit:
+                report.warn(
+                    (*path, key.replace("_", ".")),
+                    "ignored: the worker has exactly.once.source.support: disabled",
+                )
+        return
+    if (
+        config.transaction_boundary == "connector"
+        and boundaries is not ConnectorTransactionBoundaries.SUPPORTED
+    ):
+        report(
+            (*path, "transaction.boundary"),
+            f"transaction.boundary connector needs a plugin that defines its own transaction "
+            f"boundaries; '{plugin}' does not (use poll or interval)",
+        )
+    if "transaction_boundary_interval_ms" in explicit and config.transaction_boundary != "interval":
+        report.warn(
+            (*path, "transaction.boundary.interval.ms"),
+            f"ignored: transaction.boundary is {config.transaction_boundary}, not interval",
+        )
 
 
 def _value_at(data: Any, path: KeyPath) -> Any:

@@ -443,18 +443,30 @@ def _offsets(args: argparse.Namespace) -> int:
     if deployment is None:
         return EXIT_INVALID
     worker = deployment.worker
-    store = KafkaOffsetStore(worker.bootstrap_servers, worker.offset_storage_topic)
-    try:
-        # a temporary: AdminClient has no close(), it is destroyed when this call returns
-        store.start(AdminClient({"bootstrap.servers": worker.bootstrap_servers}))
-        names = [args.connector] if args.connector else [c.name for c in deployment.connectors]
-        for name in names:
-            committed = store.offsets(name)
-            for key, (_, offset) in sorted(committed.items()):
-                print(json.dumps({"key": key, "offset": offset}))
-            if args.reset and committed:
-                store.write(name, [(partition, None) for partition, _ in committed.values()])
-                print(f"reset {len(committed)} offset(s) of {name}", file=sys.stderr)
-    finally:
+    admin = AdminClient({"bootstrap.servers": worker.bootstrap_servers})
+    stores: dict[str, KafkaOffsetStore] = {}
+
+    def store_of(topic: str) -> KafkaOffsetStore:
+        if topic not in stores:
+            stores[topic] = KafkaOffsetStore(worker.bootstrap_servers, topic)
+            stores[topic].start(admin)
+        return stores[topic]
+
+    own_topics = {c.name: c.connector_config.offsets_storage_topic for c in deployment.connectors}
+    names = [args.connector] if args.connector else [c.name for c in deployment.connectors]
+    for name in names:
+        # the connector's own offsets topic first, the worker's as the fallback (as tasks read)
+        topics = [t for t in (own_topics.get(name), worker.offset_storage_topic) if t]
+        found = {topic: store_of(topic).offsets(name) for topic in dict.fromkeys(topics)}
+        committed = {k: v for offsets in reversed(found.values()) for k, v in offsets.items()}
+        for key, (_, offset) in sorted(committed.items()):
+            print(json.dumps({"key": key, "offset": offset}))
+        if args.reset and committed:
+            for topic, offsets in found.items():
+                if offsets:
+                    partitions = [partition for partition, _ in offsets.values()]
+                    store_of(topic).write(name, [(p, None) for p in partitions])
+            print(f"reset {len(committed)} offset(s) of {name}", file=sys.stderr)
+    for store in stores.values():
         store.close()
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from connector.api import OffsetReader
+from connector.api import OffsetReader, TransactionContext
 from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.status import TaskStatus
 
@@ -28,9 +28,11 @@ class RuntimeTaskContext:
         status: TaskStatus,
         metrics: WorkerMetrics,
         clock: Callable[[], float] = time.monotonic,
+        transaction_context: TransactionContext | None = None,
     ) -> None:
         self.connector_name = connector_name
         self.metrics = metrics
+        self.transaction_context = transaction_context
         self.task_id = task_id
         self.config = config
         self.task_config = task_config

@@ -170,6 +170,25 @@ class WorkerMetrics:
         self._status = status
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ConnectCollector(self))
+        self.transactions = Counter(
+            "connector_source_transaction",
+            "Exactly-once transactions ended (committed or aborted)",
+            (*_LABELS, "outcome"),
+            registry=self.registry,
+        )
+        self.transaction_commit_seconds = Histogram(
+            "connector_source_transaction_commit_seconds",
+            "Time to commit a transaction: its offsets produced, commit_transaction returned",
+            _LABELS,
+            registry=self.registry,
+        )
+        self.transaction_size = Histogram(
+            "connector_source_transaction_size",
+            "Items (records, dead letters, dropped records) per committed transaction",
+            _LABELS,
+            buckets=(1, 10, 100, 1000, 10_000, 100_000),
+            registry=self.registry,
+        )
         self.e2e_latency = Histogram(
             "kafka_connect_source_task_record_e2e_latency_seconds",
             "From receipt at the source (the offset's received_ms or seen_ms) to the Kafka ack "

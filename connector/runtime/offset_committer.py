@@ -91,8 +91,9 @@ class OffsetCommitter:
         self._metrics, self._task_id = metrics, task_id
         self._e2e_latency = metrics.e2e_latency.labels(**labels)
 
-    def tick(self) -> None:
-        """Finish the write in flight if it is done, and start the next one when it is due."""
+    def tick(self, batch_sent: bool = True) -> None:
+        """Finish the write in flight if it is done, and start the next one when it is due.
+        (``batch_sent`` is for the transactional committer: offsets here move per record.)"""
         now = self._clock()
         self._collect()
         write = self._write

@@ -58,7 +58,9 @@ class KafkaOffsetStore:
         self._lock = threading.Lock()
         self._producer: Producer | None = None
 
-    def start(self, admin: AdminClient) -> None:
+    def start(self, admin: AdminClient, *, read: bool = True) -> None:
+        """Create the topic if needed and, unless ``read`` is False, read it to its end.
+        Exactly-once tasks read it themselves, after fencing their previous generation."""
         ensure_topic(
             admin,
             self.topic,
@@ -77,10 +79,18 @@ class KafkaOffsetStore:
                 "client.id": "connector-offsets",
             }
         )
-        self.read_to_end()
+        if read:
+            self.read_to_end()
 
-    def read_to_end(self, timeout_s: float = 30.0) -> None:
-        """Replay the whole topic into memory (Connect does this before serving offsets)."""
+    def read_to_end(self, timeout_s: float = 30.0, *, connector: str | None = None) -> None:
+        """Replay the whole topic into memory (Connect does this before serving offsets), or
+        only the keys of ``connector``.
+
+        Reads ``read_committed``: offsets written in a transaction count once it commits, and
+        an open transaction holds the read until it ends. The end is reached when the
+        consumer's position (which steps over transaction markers and aborted records) passes
+        the high watermark seen at the start."""
+        prefix = orjson.dumps([connector])[:-1] + b"," if connector is not None else b""
         consumer = Consumer(
             {
                 **self._client_config,
@@ -89,6 +99,7 @@ class KafkaOffsetStore:
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
                 "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
             }
         )
         try:
@@ -103,22 +114,25 @@ class KafkaOffsetStore:
                     ends[partition] = high
             if not ends:
                 return
-            consumer.assign([TopicPartition(self.topic, p, 0) for p in ends])
-            positions = dict.fromkeys(ends, -1)
+            assigned = [TopicPartition(self.topic, p, 0) for p in ends]
+            consumer.assign(assigned)
             deadline = time.monotonic() + timeout_s
             read: dict[bytes, bytes | None] = {}
-            while any(positions[p] + 1 < ends[p] for p in ends):
+            while ends:
                 if time.monotonic() > deadline:
                     raise OffsetStoreError(
-                        f"timed out reading offsets topic {self.topic} to its end"
+                        f"timed out reading offsets topic {self.topic} to its end (an open "
+                        "transaction of another task holds it?)"
                     )
-                for message in consumer.consume(1000, timeout=0.5):
+                for message in consumer.consume(1000, timeout=0.2):
                     if message.error() is not None:
                         continue
-                    positions[message.partition()] = message.offset()
                     key = message.key()
-                    if key is not None:
+                    if key is not None and key.startswith(prefix):
                         read[key] = message.value()
+                for position in consumer.position(assigned):
+                    if position.offset >= ends.get(position.partition, 0):
+                        ends.pop(position.partition, None)
             with self._lock:
                 for key, value in read.items():
                     if value is None:
@@ -180,6 +194,11 @@ class KafkaOffsetStore:
             producer.produce(self.topic, key=key, value=value, on_delivery=pending.on_delivery)
         pending.written = written
         return pending
+
+    def apply(self, written: Mapping[bytes, bytes | None]) -> None:
+        """Serve offsets another producer wrote (an exactly-once task's committed
+        transaction) without reading them back."""
+        self._apply(written)
 
     def _apply(self, written: Mapping[bytes, bytes | None]) -> None:
         with self._lock:
@@ -257,14 +276,28 @@ class OffsetWrite:
 
 
 class StoreOffsetReader:
-    """The :class:`~connector.api.OffsetReader` a connector's tasks get."""
+    """The :class:`~connector.api.OffsetReader` a connector's tasks get. With a connector's
+    own offsets topic (``offsets.storage.topic``), its store is read first and the worker's
+    is the fallback for partitions it does not hold (Connect's ``ConnectorOffsetBackingStore``)."""
 
-    def __init__(self, store: KafkaOffsetStore, connector_name: str) -> None:
+    def __init__(
+        self,
+        store: KafkaOffsetStore,
+        connector_name: str,
+        fallback: KafkaOffsetStore | None = None,
+    ) -> None:
         self._store = store
         self._connector_name = connector_name
+        self._fallback = fallback if fallback is not store else None
 
     def offset(self, partition: SourcePartition) -> SourceOffset | None:
-        return self._store.offset(self._connector_name, partition)
+        found = self._store.offset(self._connector_name, partition)
+        if found is None and self._fallback is not None:
+            return self._fallback.offset(self._connector_name, partition)
+        return found
 
     def offsets(self) -> Mapping[str, tuple[SourcePartition, SourceOffset]]:
-        return self._store.offsets(self._connector_name)
+        found = self._store.offsets(self._connector_name)
+        if self._fallback is None:
+            return found
+        return {**self._fallback.offsets(self._connector_name), **found}

@@ -12,9 +12,15 @@
               all within offset.flush.timeout.ms, even when Kafka is unreachable
 
 The stages are small objects of their own (:class:`RecordPipeline`, :class:`ErrorPolicy`,
-:class:`OffsetCommitter`) and the loop takes small producer and offset-store interfaces, so a
-transactional producer can replace the plain one. Offsets are never committed by flushing the
-data producer: only the acked prefix of each source partition is written.
+:class:`OffsetCommitter`) and the loop takes small producer and offset-store interfaces. Offsets
+are never committed by flushing the data producer: only the acked prefix of each source
+partition is written.
+
+Exactly-once (``transactions`` given, see ``transactions.py``): the same loop with the task's
+own transactional producer, :class:`TransactionalCommitter` in place of the offset committer
+(``tick`` ends a transaction at its boundary, and says when it aborted one: the loop then drops
+the batch it holds, which the :class:`ReplayingTask` wrapper polls again), fencing and the
+offsets read before ``task.start``, and no final commit after a failure.
 """
 
 from __future__ import annotations
@@ -35,6 +41,14 @@ from connector.runtime.pipeline import QUEUE_FULL_WAIT_S, RecordPipeline, Transf
 from connector.runtime.producer import RecordProducer
 from connector.runtime.status import State, TaskStatus
 from connector.runtime.submitted import SubmittedRecords
+from connector.runtime.transactions import (
+    ProducerFencedError,
+    ReplayingTask,
+    TaskTransactionContext,
+    TransactionalCommitter,
+    TransactionRecords,
+    TransactionSettings,
+)
 from connector.serde.converter import Converter
 
 logger = logging.getLogger(__name__)
@@ -66,7 +80,13 @@ class SourceTaskRunner:
         metrics: WorkerMetrics,
         value_schemas: Mapping[str, AvroSchema] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        transactions: TransactionSettings | None = None,
     ) -> None:
+        """``transactions`` switches the task to exactly-once: ``producer`` must then be its
+        :class:`TransactionalProducer` and ``offset_store`` the connector's offsets store."""
+        self.transactions = transactions
+        if transactions is not None:
+            task = ReplayingTask(task)
         self.task = task
         self.ctx = ctx
         self.status = status
@@ -77,7 +97,7 @@ class SourceTaskRunner:
         self._value_schemas = dict(value_schemas or {})
         self._clock = clock
         self._flush_timeout_s = worker.offset_flush_timeout_ms / 1000.0
-        self.submitted = SubmittedRecords()
+        self.submitted = SubmittedRecords() if transactions is None else TransactionRecords()
         self.policy = ErrorPolicy(
             connector_config, task_id=ctx.task_id, metrics=metrics, clock=clock
         )
@@ -93,17 +113,39 @@ class SourceTaskRunner:
             ensure_topic=ensure_topic,
             metrics=metrics,
         )
-        self.committer = OffsetCommitter(
-            connector_name=ctx.connector_name,
-            task_id=ctx.task_id,
-            store=offset_store,
-            submitted=self.submitted,
-            interval_s=worker.offset_flush_interval_ms / 1000.0,
-            timeout_s=self._flush_timeout_s,
-            on_committed=task.commit,
-            metrics=metrics,
-            clock=clock,
-        )
+        self.committer: OffsetCommitter | TransactionalCommitter
+        if transactions is None:
+            self.committer = OffsetCommitter(
+                connector_name=ctx.connector_name,
+                task_id=ctx.task_id,
+                store=offset_store,
+                submitted=self.submitted,
+                interval_s=worker.offset_flush_interval_ms / 1000.0,
+                timeout_s=self._flush_timeout_s,
+                on_committed=task.commit,
+                metrics=metrics,
+                clock=clock,
+            )
+        else:
+            assert isinstance(task, ReplayingTask)
+            assert isinstance(self.submitted, TransactionRecords)
+            context = ctx.transaction_context
+            assert context is None or isinstance(context, TaskTransactionContext)
+            self.committer = TransactionalCommitter(
+                connector_name=ctx.connector_name,
+                task_id=ctx.task_id,
+                settings=transactions,
+                producer=producer,  # type: ignore[arg-type]
+                records=self.submitted,
+                source=task,
+                store=offset_store,  # type: ignore[arg-type]
+                transaction_context=context,
+                retries=self.policy.retry_budget("transaction"),
+                wait=lambda seconds: self._stop.wait(seconds),
+                on_committed=task.commit,
+                metrics=metrics,
+                clock=clock,
+            )
         self._poll_retries = self.policy.retry_budget("poll")
         self._metrics = metrics
         self._polled = metrics.records_polled.labels(
@@ -114,6 +156,7 @@ class SourceTaskRunner:
         self.name = f"{ctx.connector_name}-{ctx.task_id}"
         self.thread = threading.Thread(target=self._run, name=f"task-{self.name}", daemon=True)
         self.error: BaseException | None = None
+        self.fenced = False  # a newer instance took the task over: never restart this one
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -148,6 +191,15 @@ class SourceTaskRunner:
 
     def _run(self) -> None:
         try:
+            self._run_task()
+        finally:
+            if self.transactions is not None:
+                self.committer.close()
+
+    def _run_task(self) -> None:
+        try:
+            if self.transactions is not None:
+                self.committer.start()  # type: ignore[union-attr]
             if not self._prepare():
                 self.status.set(State.STOPPED)
                 return
@@ -160,9 +212,16 @@ class SourceTaskRunner:
             logger.info("task %s stopped", self.name)
         except BaseException as exc:
             self.error = exc
+            self.fenced = isinstance(exc, ProducerFencedError)
             self.status.set(State.FAILED, "".join(traceback.format_exception(exc)))
             logger.error("task %s failed: %s", self.name, str(exc))  # no reference to exc kept
             self._stop_task_quietly()
+            if self.transactions is not None:
+                # Connect skips the final commit of a failed exactly-once task: what it had
+                # not committed is aborted, and sent again by the next start.
+                if not self.fenced:
+                    self.committer.abandon()  # type: ignore[union-attr]
+                return
             # Connect's final commit after a failure: wait (bounded) for the acks of records
             # already sent, so that the restarted task does not send them again.
             self.submitted.wait_all_acked(self._flush_timeout_s)
@@ -172,6 +231,8 @@ class SourceTaskRunner:
         """Poll, send and commit until a stop is requested; return what was polled but not
         sent yet."""
         pipeline, submitted, committer = self.pipeline, self.submitted, self.committer
+        # under exactly-once the committer handles a fatal producer error itself
+        at_least_once = self.transactions is None
         polled: list[Polled] = []
         while not self._stop.is_set():
             if not polled:
@@ -183,8 +244,10 @@ class SourceTaskRunner:
                     self._stop.wait(result.retry_in_s)
             pipeline.resolve_refusals()
             submitted.raise_if_failed()
-            self._check_producer()
-            committer.tick()
+            if at_least_once:
+                self._check_producer()
+            if committer.tick(not polled):
+                polled = []  # the transaction was aborted: the task polls its items again
         return polled
 
     def _prepare(self) -> bool:
@@ -284,7 +347,8 @@ class SourceTaskRunner:
             unsent = result.unsent
             pipeline.resolve_refusals()
             self.submitted.raise_if_failed()
-            self.committer.tick()
+            if self.committer.tick(not unsent):
+                unsent = []
             if unsent:
                 time.sleep(min(result.retry_in_s or QUEUE_FULL_WAIT_S, QUEUE_FULL_WAIT_S * 5))
         if unsent:

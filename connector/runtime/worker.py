@@ -44,10 +44,17 @@ from connector.runtime.context import RuntimeConnectorContext, RuntimeTaskContex
 from connector.runtime.kafka_logging import LibrdkafkaLogger
 from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.offset_store import KafkaOffsetStore, StoreOffsetReader
-from connector.runtime.producer import DataProducer
+from connector.runtime.producer import DataProducer, RecordProducer
 from connector.runtime.status import State, TaskStatus
 from connector.runtime.task_runner import SourceTaskRunner
 from connector.runtime.topics import ensure_topic
+from connector.runtime.transactions import (
+    TaskTransactionContext,
+    TransactionalProducer,
+    TransactionSettings,
+    transaction_timeout_ms,
+    transactional_id,
+)
 from connector.serde.factory import make_converter
 from connector.transforms.chain import build_chain
 
@@ -90,6 +97,8 @@ class Worker:
         self._admin: AdminClient | None = None
         self._producer: DataProducer | None = None
         self._offset_store: KafkaOffsetStore | None = None
+        self._connector_stores: dict[str, KafkaOffsetStore] = {}  # offsets.storage.topic
+        self._exactly_once = deployment.worker.exactly_once_source_support == "enabled"
         self._connectors: dict[str, _ConnectorRuntime] = {}
         self._topics: set[str] = set()
         self._topics_lock = threading.Lock()
@@ -118,10 +127,14 @@ class Worker:
                 flush_timeout_s=worker.offset_flush_timeout_ms / 1000.0,
                 client_config=logs,
             )
-            self._offset_store.start(self._admin)
-            self._producer = DataProducer(
-                worker.bootstrap_servers, {**self._producer_observability(), **worker.producer}
-            )
+            # Under exactly-once each task reads the offsets itself, once it has fenced its
+            # previous generation (whose open transaction would hold a read_committed read).
+            self._offset_store.start(self._admin, read=not self._exactly_once)
+            if not self._exactly_once:  # exactly-once tasks have a producer each
+                self._producer = DataProducer(
+                    worker.bootstrap_servers,
+                    {**self._producer_observability(), **worker.producer},
+                )
         except BaseException:
             self._close_clients()  # Kafka unreachable at start: nothing may stay connected
             raise
@@ -135,7 +148,7 @@ class Worker:
         ctx = RuntimeConnectorContext(
             connector_name=connector_config.name,
             config=deployment.plugin_config,
-            offset_reader=StoreOffsetReader(self._offset_store, connector_config.name),
+            offset_reader=self._offset_reader(connector_config),
         )
         runtime = _ConnectorRuntime(deployment, instance, ctx)
         self._connectors[connector_config.name] = runtime
@@ -177,8 +190,64 @@ class Worker:
             "connector %s started with %d task(s)", connector_config.name, len(task_configs)
         )
 
+    def _offsets_store(self, connector_config: Any) -> KafkaOffsetStore:
+        """The connector's primary offsets store: its own ``offsets.storage.topic``, else the
+        worker's."""
+        assert self._offset_store is not None and self._admin is not None
+        topic = connector_config.offsets_storage_topic
+        if topic is None or topic == self._offset_store.topic:
+            return self._offset_store
+        store = self._connector_stores.get(topic)
+        if store is None:
+            worker = self.config
+            store = KafkaOffsetStore(
+                worker.bootstrap_servers,
+                topic,
+                partitions=worker.offset_storage_partitions,
+                replication_factor=worker.offset_storage_replication_factor,
+                flush_timeout_s=worker.offset_flush_timeout_ms / 1000.0,
+            )
+            store.start(self._admin, read=not self._exactly_once)
+            self._connector_stores[topic] = store
+        return store
+
+    def _offset_reader(self, connector_config: Any) -> StoreOffsetReader:
+        return StoreOffsetReader(
+            self._offsets_store(connector_config), connector_config.name, self._offset_store
+        )
+
+    def _task_delivery(
+        self, connector_config: Any, task_id: int
+    ) -> tuple[RecordProducer, TransactionSettings | None, TaskTransactionContext | None]:
+        """The task's producer: the worker's shared one, or under exactly-once a
+        transactional producer of its own with its transaction settings."""
+        worker = self.config
+        if not self._exactly_once:
+            assert self._producer is not None
+            return self._producer, None, None
+        interval_ms = (
+            connector_config.transaction_boundary_interval_ms or worker.offset_flush_interval_ms
+        )
+        tid = transactional_id(worker.group_id, connector_config.name, task_id)
+        producer = TransactionalProducer(
+            worker.bootstrap_servers,
+            tid,
+            worker.producer,
+            transaction_timeout_ms=transaction_timeout_ms(interval_ms),
+        )
+        settings = TransactionSettings(
+            transactional_id=tid,
+            offsets_topic=self._offsets_store(connector_config).topic,
+            boundary=connector_config.transaction_boundary,
+            interval_s=interval_ms / 1000.0,
+            transaction_timeout_s=producer.transaction_timeout_s,
+        )
+        boundary = connector_config.transaction_boundary
+        context = TaskTransactionContext() if boundary == "connector" else None
+        return producer, settings, context
+
     def _start_task(self, slot: _TaskSlot) -> None:
-        assert self._producer is not None and self._offset_store is not None
+        assert self._offset_store is not None
         deployment = slot.connector.deployment
         connector_config = deployment.connector_config
         worker = self.config
@@ -186,15 +255,21 @@ class Worker:
             slot.status.set(State.RESTARTING, slot.status.trace)
         else:
             slot.status.set(State.UNASSIGNED)
+        producer, transactions, transaction_context = self._task_delivery(
+            connector_config, slot.task_id
+        )
+        if transactions is not None:
+            slot.status.detail("transactional.id", transactions.transactional_id)
         ctx = RuntimeTaskContext(
             connector_name=connector_config.name,
             task_id=slot.task_id,
             config=deployment.plugin_config,
             task_config=slot.task_config,
-            offset_reader=StoreOffsetReader(self._offset_store, connector_config.name),
+            offset_reader=self._offset_reader(connector_config),
             status=slot.status,
             metrics=self.metrics,
             clock=self._clock,
+            transaction_context=transaction_context,
         )
         converters = [
             make_converter(
@@ -216,8 +291,8 @@ class Worker:
             status=slot.status,
             connector_config=connector_config,
             worker=worker,
-            producer=self._producer,
-            offset_store=self._offset_store,
+            producer=producer,
+            offset_store=self._offsets_store(connector_config),
             key_converter=converters[0],
             value_converter=converters[1],
             transform=build_chain(
@@ -226,16 +301,26 @@ class Worker:
                 connector_config.predicates,
                 connector_config.predicates_config,
             ),
-            ensure_topic=lambda topic: self._ensure_topic(topic, connector_config),
+            ensure_topic=lambda topic: self._ensure_topic(topic, connector_config, transactions),
             value_schemas=slot.connector.value_schemas,
             metrics=self.metrics,
             clock=self._clock,
+            transactions=transactions,
         )
         if slot.connector.state == State.PAUSED:
             slot.runner.pause()  # a restart inside a paused connector stays paused
         slot.runner.start()
 
-    def _ensure_topic(self, topic: str, connector_config: Any) -> None:
+    def _ensure_topic(
+        self, topic: str, connector_config: Any, transactions: TransactionSettings | None = None
+    ) -> None:
+        if transactions is not None and topic == transactions.offsets_topic:
+            # Connect refuses it too: the task's open transaction would hold its own
+            # read_committed read of the offsets.
+            raise TaskFailedError(
+                f"connector {connector_config.name} may not write records to its own offsets "
+                f"topic {topic} under exactly-once"
+            )
         if topic != connector_config.errors_deadletterqueue_topic_name:
             self._active_topics.setdefault(connector_config.name, set()).add(topic)
         with self._topics_lock:
@@ -271,6 +356,8 @@ class Worker:
                 runner = slot.runner
                 if runner is None or runner.is_alive or slot.status.state != State.FAILED:
                     continue
+                if runner.fenced:
+                    continue  # a newer instance owns the task: restarting would fence it
                 limit = self.config.task_restart_max_retries
                 if limit >= 0 and slot.status.restarts >= limit:
                     continue  # stays FAILED, with its trace, until restarted by an operator
@@ -352,6 +439,8 @@ class Worker:
         if self._producer is not None:
             self._producer.close()
             self._producer = None
+        for store in self._connector_stores.values():
+            store.close()
         if self._offset_store is not None:
             self._offset_store.close()
             self._offset_store = None

@@ -108,9 +108,13 @@ def task_status(worker: Worker, connector: str, task_id: int = 0) -> dict[str, A
     raise KeyError(connector)
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Message]:
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 20.0, *, committed: bool = True
+) -> list[Message]:
     """Every record currently in ``topic`` (all partitions, from the beginning), in partition
-    then offset order. Reads up to the high watermarks taken at the start."""
+    then offset order. Reads up to the high watermarks taken at the start, ``read_committed``
+    (librdkafka's default) unless ``committed`` is False. The end is reached by the consumer's
+    position, which also steps over transaction markers and aborted records."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -118,6 +122,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Mess
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
         }
     )
     try:
@@ -131,19 +136,22 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Mess
                 ends[partition] = high
         if not ends:
             return []
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        assigned = [TopicPartition(topic, p, 0) for p in ends]
+        consumer.assign(assigned)
+        limits = dict(ends)
         messages: list[Message] = []
-        positions = dict.fromkeys(ends, -1)
         deadline = time.monotonic() + timeout_s
-        while any(positions[p] + 1 < ends[p] for p in ends):
+        while ends:
             if time.monotonic() > deadline:
                 raise AssertionError(f"could not read {topic} to its end in {timeout_s}s")
-            for message in consumer.consume(1000, timeout=0.5):
+            for message in consumer.consume(1000, timeout=0.2):
                 if message.error() is not None:
                     raise KafkaException(message.error())
-                if message.offset() < ends[message.partition()]:
+                if message.offset() < limits[message.partition()]:
                     messages.append(message)
-                    positions[message.partition()] = message.offset()
+            for position in consumer.position(assigned):
+                if position.offset >= ends.get(position.partition, 0):
+                    ends.pop(position.partition, None)
         messages.sort(key=lambda m: (m.partition(), m.offset()))
         return messages
     finally:

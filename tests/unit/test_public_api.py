@@ -15,8 +15,10 @@ EXPECTED = {
     "ConfigIssue",
     "ConnectorContext",
     "ConnectorError",
+    "ConnectorTransactionBoundaries",
     "ConversionError",
     "DeliveryError",
+    "ExactlyOnceSupport",
     "Header",
     "MalformedInput",
     "OffsetReader",
@@ -32,6 +34,7 @@ EXPECTED = {
     "TaskConfig",
     "TaskContext",
     "TaskFailedError",
+    "TransactionContext",
 }
 
 

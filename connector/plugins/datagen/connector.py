@@ -2,11 +2,17 @@
 
 Source partition ``{"stream": "<task>-<n>"}``; source offset ``{"seq": <last delivered>}``.
 ``datagen.invalid.every`` makes every Nth value break the Avro schema on purpose, to exercise
-error tolerance and the dead-letter topic.
+error tolerance and the dead-letter topic; ``datagen.oversized.every`` makes every Nth value
+``datagen.oversized.bytes`` large, to exercise a topic's ``max.message.bytes``.
+
+Exactly-once: supported. The sequence is a pure function of the committed offset, so a task
+resumes exactly after the last committed transaction. Under ``transaction.boundary:
+connector`` the task asks for a commit every ``datagen.transaction.records`` records.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -15,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connector.api import (
     AvroSchema,
+    ConnectorTransactionBoundaries,
+    ExactlyOnceSupport,
     PluginSpec,
     Polled,
     SourceConnector,
@@ -57,6 +65,17 @@ class DatagenConfig(BaseModel):
         0, ge=0, description="Make every Nth value invalid for its schema (0: never)."
     )
     datagen_batch_size: int = Field(1000, ge=1, description="Records per poll at most.")
+    datagen_oversized_every: int = Field(
+        0, ge=0, description="Make every Nth value datagen.oversized.bytes large (0: never)."
+    )
+    datagen_oversized_bytes: int = Field(
+        100_000, ge=1, description="Payload size of the oversized values."
+    )
+    datagen_transaction_records: int = Field(
+        100,
+        ge=1,
+        description="Under transaction.boundary=connector: records per transaction.",
+    )
 
 
 class DatagenSourceTask(SourceTask):
@@ -70,6 +89,11 @@ class DatagenSourceTask(SourceTask):
             next_seq = int(committed["seq"]) + 1 if committed else 0
             self._streams.append([stream, partition, next_seq])
         self._payload = "x" * self._config.datagen_payload_bytes or None
+        # random hex: compression (the broker's limit applies after it) cannot shrink it
+        size = self._config.datagen_oversized_bytes
+        self._oversized = random.Random(size).randbytes(size // 2 + 1).hex()[:size]
+        self._transactions = ctx.transaction_context
+        self._since_commit = 0
         self._next_index = 0
         self._started = time.monotonic()
         self._emitted = 0
@@ -98,11 +122,14 @@ class DatagenSourceTask(SourceTask):
                 continue
             stream[2] = seq + 1
             invalid = config.datagen_invalid_every and (seq + 1) % config.datagen_invalid_every == 0
+            oversized = (
+                config.datagen_oversized_every and (seq + 1) % config.datagen_oversized_every == 0
+            )
             value = {
                 "stream": name,
                 "seq": "not-a-number" if invalid else seq,
                 "created_ms": now_ms,
-                "payload": self._payload,
+                "payload": self._oversized if oversized else self._payload,
             }
             records.append(
                 SourceRecord(
@@ -117,6 +144,11 @@ class DatagenSourceTask(SourceTask):
             )
         self._next_index += budget
         self._emitted += len(records)
+        if self._transactions is not None:
+            self._since_commit += len(records)
+            if self._since_commit >= config.datagen_transaction_records:
+                self._since_commit = 0
+                self._transactions.commit_transaction()
         return records
 
     def stop(self) -> None:
@@ -135,6 +167,14 @@ class DatagenSourceConnector(SourceConnector):
 
     def start(self, ctx: Any) -> None:
         self._config: DatagenConfig = ctx.config
+
+    def exactly_once_support(self, config: Any) -> ExactlyOnceSupport:
+        """Supported: the task resumes exactly after the committed offset of each stream."""
+        return ExactlyOnceSupport.SUPPORTED
+
+    def can_define_transaction_boundaries(self, config: Any) -> ConnectorTransactionBoundaries:
+        """Supported: every ``datagen.transaction.records`` records."""
+        return ConnectorTransactionBoundaries.SUPPORTED
 
     def task_configs(self, max_tasks: int) -> list[TaskConfig]:
         count = min(max_tasks, self._config.datagen_partitions)

@@ -70,7 +70,7 @@ class _Closable:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.closed = False
 
-    def start(self, admin: Any) -> None:
+    def start(self, admin: Any, *, read: bool = True) -> None:
         pass
 
     def close(self) -> None:

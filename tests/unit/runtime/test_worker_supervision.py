@@ -36,6 +36,7 @@ class ScriptedRunner:
         ]
         self.status: TaskStatus = found[0]
         self.alive = False
+        self.fenced = False  # an exactly-once zombie is never restarted
         self.thread = SimpleNamespace(name=f"scripted-{len(self.made)}")
         self.made.append(self)
 

@@ -54,6 +54,7 @@ from typing import Any, cast
 
 import orjson
 
+from connector import native
 from connector.api import (
     ConnectorError,
     MalformedInput,
@@ -68,6 +69,7 @@ from connector.plugins.genesys import events, plan, topics
 from connector.plugins.genesys.auth import AuthError, TokenUnavailableError, shared_provider
 from connector.plugins.genesys.channels import ChannelsClient
 from connector.plugins.genesys.events import FrameKind, RecordBuilder
+from connector.plugins.genesys.native import NativeRecords
 from connector.plugins.genesys.session import (
     CONTROL_PREFIX,
     ChannelManager,
@@ -108,11 +110,18 @@ class DuplicateFilter:
         """Whether frames are being remembered now."""
         return self._rotations > 0 or bool(self._seen)
 
-    def is_duplicate(self, payload: bytes | str, now_ms: int) -> bool:
-        """Whether ``payload`` was seen in the current overlap; remembers it if not."""
+    def passes(self, now_ms: int) -> bool:
+        """Whether every frame received at ``now_ms`` passes unseen (no overlap now): then
+        :meth:`is_duplicate` is False for it without hashing; what was remembered is forgotten."""
         if self._rotations == 0 and now_ms >= self._active_until_ms:
             if self._seen:
                 self._seen.clear()
+            return True
+        return False
+
+    def is_duplicate(self, payload: bytes | str, now_ms: int) -> bool:
+        """Whether ``payload`` was seen in the current overlap; remembers it if not."""
+        if self.passes(now_ms):
             return False
         data = payload.encode() if isinstance(payload, str) else payload
         key = hashlib.blake2b(data, digest_size=16).digest()
@@ -161,6 +170,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._buffer: EventBuffer | None = None
         self._manager: ChannelManager | None = None
         self._builder: RecordBuilder | None = None
+        self._native: NativeRecords | None = None
         self._offsets: dict[str, Mapping[str, Any]] = {}
         self._states: dict[int, _SessionState] = {}
         self._pending: list[Polled] = []
@@ -209,6 +219,10 @@ class GenesysNotificationsSourceTask(SourceTask):
                     self._offsets[topic] = committed
         self._states = {p.index: _SessionState() for p in plans}
         self._subscribed = frozenset(t for p in plans for t in p.topics)
+        extension = native.extension()
+        native.log_once(ctx.logger)
+        if extension is not None:
+            self._native = NativeRecords(extension, self._builder, self._subscribed)
         self._buffer = EventBuffer(config.buffer_capacity)
         client = ChannelsClient(
             hosts.api,
@@ -270,17 +284,66 @@ class GenesysNotificationsSourceTask(SourceTask):
         assert ctx is not None and self._buffer is not None and self._config is not None
         records, self._pending = self._pending, []
         frames = self._buffer.drain(self._config.poll_max_records, 0 if records else timeout_s)
+        if self._native is not None:
+            self._native_frames(frames, records)
+            return records
         for frame in frames:
             if frame.source.startswith(CONTROL_PREFIX):
                 self._control(frame, records)
-                continue
-            try:
-                self._frame(frame, records)
-            except Exception as exc:  # a plugin bug must cost this frame only, not the stream
-                ctx.logger.exception("cannot handle a frame from %s", frame.source)
-                reason = f"cannot handle the frame: {type(exc).__name__}: {exc}"
-                records.append(self._malformed(frame, events.bounded_text(reason), exc))
+            else:
+                self._data_frame(frame, records)
         return records
+
+    def _data_frame(self, frame: Frame, out: list[Polled]) -> None:
+        try:
+            self._frame(frame, out)
+        except Exception as exc:  # a plugin bug must cost this frame only, not the stream
+            assert self._ctx is not None
+            self._ctx.logger.exception("cannot handle a frame from %s", frame.source)
+            reason = f"cannot handle the frame: {type(exc).__name__}: {exc}"
+            out.append(self._malformed(frame, events.bounded_text(reason), exc))
+
+    def _native_frames(self, frames: list[Frame], out: list[Polled]) -> None:
+        """:meth:`poll`'s loop on the native path: each run of data frames between control
+        frames is built in one native call; a frame it leaves (``None``: not plainly an event,
+        or received while a rotation's duplicates are being dropped) takes :meth:`_frame`."""
+        assert self._native is not None and self._manager is not None
+        start, count = 0, len(frames)
+        while start < count:
+            frame = frames[start]
+            if frame.source.startswith(CONTROL_PREFIX):
+                self._control(frame, out)
+                start += 1
+                continue
+            end = start + 1
+            while end < count and not frames[end].source.startswith(CONTROL_PREFIX):
+                end += 1
+            run = frames[start:end] if start or end < count else frames
+            start = end
+            try:
+                built = self._native.build(run)
+            except Exception:  # the native path must never cost a frame: Python decides
+                assert self._ctx is not None
+                self._ctx.logger.exception("native record path failed; using the Python path")
+                built = [None] * len(run)
+            session_of, passes = self._manager.session_of, self._dedupe.passes
+            offsets, states = self._offsets, self._states
+            source: str | None = None
+            seen: dict[str, int] | None = None
+            for frame, record in zip(run, built, strict=True):
+                if record is None or not passes(frame.received_ns // 1_000_000):
+                    self._data_frame(frame, out)
+                    source = None  # _frame may have changed the session bookkeeping
+                    continue
+                if frame.source != source:
+                    source = frame.source
+                    session = session_of(source)
+                    state = states.get(session.index) if session else None
+                    seen = state.last_frame_ms if state is not None else None
+                if seen is not None:
+                    seen[source] = record.source_offset["seen_ms"]  # type: ignore[index]
+                offsets[record.source_partition["topic"]] = record.source_offset  # type: ignore
+                out.append(record)
 
     def _frame(self, frame: Frame, out: list[Polled]) -> None:
         """One data frame -> a record, malformed input, a connection change, or nothing.

@@ -14,7 +14,13 @@ from typing import Any
 from bench import kafka as bkafka
 from bench import sim as bsim
 from bench.connector import ConnectorProcess, deployment, kafka_topics, wait_for
-from bench.procstat import Sampler, load_average
+from bench.procstat import (
+    Sampler,
+    load_average,
+    python_thread_names,
+    thread_cpu,
+    thread_group,
+)
 
 log = logging.getLogger("bench")
 
@@ -56,6 +62,8 @@ class RunResult:
     load_before: float = 0.0
     notes: list[str] = field(default_factory=list)
     workers: int = 1  # connector processes
+    # CPU seconds per 1,000 acked events by thread group (the first connector process)
+    thread_cpu_per_1k: dict[str, float] = field(default_factory=dict)
 
     @property
     def lossless(self) -> bool:
@@ -172,6 +180,8 @@ def run(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        names = python_thread_names(procs[0].pid)
+        threads0 = thread_cpu(procs[0].pid)
         t0, a0, l0 = time.monotonic(), k.acked(targets), sim.ledger_total()
         timeline = [(t0, a0)]
         while time.monotonic() - t0 < measure_s:
@@ -179,6 +189,15 @@ def run(
             timeline.append((time.monotonic(), k.acked(targets)))
         t1, a1 = timeline[-1]
         l1 = sim.ledger_total()
+        threads1 = thread_cpu(procs[0].pid)
+        per_group: dict[str, float] = {}
+        for tid, (comm, cpu_s) in threads1.items():
+            group = thread_group(names.get(tid, comm))
+            used = cpu_s - threads0.get(tid, (comm, 0.0))[1]
+            per_group[group] = per_group.get(group, 0.0) + used
+        result.thread_cpu_per_1k = {
+            g: round(c / max(1, a1 - a0) * 1000 * workers, 4) for g, c in sorted(per_group.items())
+        }
         result.seconds = t1 - t0
         result.rate = (a1 - a0) / (t1 - t0)
         per_second = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(timeline)]

@@ -119,6 +119,7 @@ def produce_ceiling(bootstrap: str, sample: Sample, seconds: float, topic_prefix
         poll(0)
     remaining = producer.flush(60)
     elapsed = time.perf_counter() - started
+    producer.close()
     kafka = Kafka(bootstrap)
     kafka.delete_prefixed(f"{topic_prefix}.")
     kafka.close()

@@ -67,6 +67,7 @@ class Kafka:
 
     def close(self) -> None:
         self._consumer.close()
+        del self.admin  # AdminClient has no close(): dropping the last reference destroys it
 
 
 @dataclass

@@ -66,6 +66,7 @@ def _print_records(bootstrap: str, registry: str, stop: threading.Event) -> None
             print(f"{message.topic():<32} {key[:36]:<36} {_summary(value)}", flush=True)
     finally:
         consumer.close()
+        decoder.close()
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -299,14 +299,17 @@ def _offsets(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     worker = deployment.worker
     store = KafkaOffsetStore(worker.bootstrap_servers, worker.offset_storage_topic)
-    store.start(AdminClient({"bootstrap.servers": worker.bootstrap_servers}))
-    names = [args.connector] if args.connector else [c.name for c in deployment.connectors]
-    for name in names:
-        committed = store.offsets(name)
-        for key, (_, offset) in sorted(committed.items()):
-            print(json.dumps({"key": key, "offset": offset}))
-        if args.reset and committed:
-            store.write(name, [(partition, None) for partition, _ in committed.values()])
-            print(f"reset {len(committed)} offset(s) of {name}", file=sys.stderr)
-    store.close()
+    try:
+        # a temporary: AdminClient has no close(), it is destroyed when this call returns
+        store.start(AdminClient({"bootstrap.servers": worker.bootstrap_servers}))
+        names = [args.connector] if args.connector else [c.name for c in deployment.connectors]
+        for name in names:
+            committed = store.offsets(name)
+            for key, (_, offset) in sorted(committed.items()):
+                print(json.dumps({"key": key, "offset": offset}))
+            if args.reset and committed:
+                store.write(name, [(partition, None) for partition, _ in committed.values()])
+                print(f"reset {len(committed)} offset(s) of {name}", file=sys.stderr)
+    finally:
+        store.close()
     return 0

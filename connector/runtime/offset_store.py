@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from connector.api import OffsetStoreError, SourceOffset, SourcePartition
+from connector.runtime.producer import close_producer
 from connector.runtime.topics import ensure_topic
 
 logger = logging.getLogger(__name__)
@@ -189,9 +190,12 @@ class KafkaOffsetStore:
                     self._data[key] = value
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(self._flush_timeout_s)
-            self._producer = None
+        """Flush pending offset writes (bounded by the flush timeout) and destroy the producer."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            undelivered = close_producer(producer, self._flush_timeout_s)
+            if undelivered:
+                logger.warning("%d offset writes were not delivered before close", undelivered)
 
 
 def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:

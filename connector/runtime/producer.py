@@ -112,8 +112,28 @@ class DataProducer:
         return int(self.producer.flush(timeout_s))
 
     def close(self, timeout_s: float = 10.0) -> None:
-        remaining = self.flush(timeout_s)
-        if remaining:
-            logger.error("%d records were still unacknowledged at shutdown", remaining)
+        """Flush for at most ``timeout_s`` and destroy the client. The poller stops first:
+        the client must not be destroyed while another thread is inside ``poll()``."""
         self._stop.set()
         self._thread.join(timeout=2.0)
+        remaining = close_producer(self.producer, timeout_s)
+        if remaining:
+            logger.error("%d records were still unacknowledged at shutdown", remaining)
+
+
+def close_producer(producer: Producer, timeout_s: float) -> int:
+    """Flush ``producer`` for at most ``timeout_s``, then destroy it (its threads and broker
+    connections go at once, not whenever the garbage collector frees the object). Returns how
+    many messages were not delivered.
+
+    ``Producer.close()`` alone flushes without a bound, which would hang a shutdown while Kafka
+    is unreachable, so what is still queued after ``timeout_s`` is purged first; the purged
+    messages' delivery callbacks run (with ``_PURGE_QUEUE``/``_PURGE_INFLIGHT``) before it
+    returns.
+    """
+    remaining = int(producer.flush(timeout_s))
+    if remaining:
+        producer.purge()
+        producer.flush(0)  # serve the purged messages' delivery reports
+    producer.close()
+    return remaining

@@ -22,6 +22,9 @@ class AvroDecoder:
     def __init__(self, registry_url: str) -> None:
         self._deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
 
+    def close(self) -> None:
+        self._client.close()
+
     def decode(self, data: bytes | None) -> Any:
         if data is None:
             return None
@@ -87,3 +90,4 @@ def tail_topic(
                 return
     finally:
         consumer.close()
+        decoder.close()

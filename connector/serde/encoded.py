@@ -18,7 +18,11 @@ from connector.api import AvroSchema
 
 class EncodedAvro(Mapping[str, Any]):
     """``body``: the Avro binary encoding of the value under ``schema``; ``decode(source)``:
-    the value as a dict (called once, on first access)."""
+    the value as a dict (called once, on first access).
+
+    The native extension makes these without calling ``__init__``: it sets the five slots
+    directly, as ``object.__setattr__`` does (``tests/unit/serde`` checks it builds valid ones).
+    """
 
     __slots__ = ("_decode", "_source", "_value", "body", "schema")
 

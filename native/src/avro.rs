@@ -199,7 +199,7 @@ impl Schema {
             (Ty::Array(item), Value::Array(items)) => {
                 if !items.is_empty() {
                     write_long(out, items.len() as i64);
-                    for element in items {
+                    for element in items.iter() {
                         self.write_value(item, element, out);
                     }
                 }

@@ -69,12 +69,12 @@ pub struct Plan {
     pub by_topic: std::collections::HashMap<String, usize, json::Hasher>,
 }
 
-fn dig<'v, 'a>(body: &'v Object<'a>, path: &[String]) -> Option<&'v Value<'a>> {
-    let mut current: Option<&Value> = None;
-    let mut object = body;
+fn dig<'a>(body: &Object<'a>, path: &[String]) -> Option<&'a Value<'a>> {
+    let mut current: Option<&'a Value<'a>> = None;
+    let mut object = *body;
     for (i, part) in path.iter().enumerate() {
         if i > 0 {
-            object = current?.as_object()?;
+            object = *current?.as_object()?;
         }
         current = Some(object.get(part)?);
     }
@@ -100,8 +100,9 @@ fn json_text(value: &Value) -> String {
 
 impl Plan {
     /// The record parts of one frame, or `None`: leave it to the Python path.
-    pub fn build(&self, frame: &[u8]) -> Option<Built> {
-        let parsed = json::parse(frame)?;
+    /// `arena` holds the parsed frame (the caller resets it between frames).
+    pub fn build(&self, frame: &[u8], arena: &bumpalo::Bump) -> Option<Built> {
+        let parsed = json::parse(frame, arena)?;
         let envelope = parsed.as_object()?;
         let topic = envelope.get("topicName")?.as_str()?;
         let route_index = *self.by_topic.get(topic)?;

@@ -1,36 +1,46 @@
 //! JSON as the Python path sees it.
 //!
-//! Parsing is serde_json's; [`Value`] is a borrowed tree (strings without escapes point into
-//! the frame) whose objects keep the source's key order and, on a repeated key, the first
-//! position with the last value: what `orjson.loads` gives as a Python dict. Writing is
-//! `orjson.dumps`'s compact format, byte for byte (see [`write`]).
+//! Parsing is serde_json's; [`Value`] is a tree in an arena ([`bumpalo::Bump`], reset per
+//! frame) whose strings without escapes point into the frame, and whose objects keep the
+//! source's key order and, on a repeated key, the first position with the last value: what
+//! `orjson.loads` gives as a Python dict. Writing is `orjson.dumps`'s compact format, byte for
+//! byte (see [`write`]).
 //!
 //! What serde_json refuses is refused here (the caller then leaves the frame to the Python
 //! path, which produces the same outcome as before): invalid UTF-8, lone surrogate escapes,
 //! nesting deeper than 128 levels, numbers that overflow a double; and a negative zero (serde_json
-//! reads the integer `-0` as the double -0.0, orjson as the integer 0). Everything it accepts, orjson
-//! accepts with the same values: integers in `[-2^63, 2^64)` stay integers, larger ones and
-//! every literal with a fraction or exponent become the nearest double (`float_roundtrip`).
-
-use std::borrow::Cow;
-use std::fmt;
+//! reads the integer `-0` as the double -0.0, orjson as the integer 0). Everything it accepts,
+//! orjson accepts with the same values: integers in `[-2^63, 2^64)` stay integers, larger ones
+//! and every literal with a fraction or exponent become the nearest double (`float_roundtrip`).
 
 use std::collections::HashSet;
+use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use bumpalo::collections::Vec as BumpVec;
+use bumpalo::Bump;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Randomly seeded per process: keys are untrusted input (no engineered collisions).
 pub type Hasher = foldhash::fast::RandomState;
 
-/// An object's members in source order, each key once (see [`Members::insert`]).
-#[derive(Default)]
-pub struct Object<'a> {
-    members: Vec<(Cow<'a, str>, Value<'a>)>,
+#[derive(Clone, Copy)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// An integer above `i64::MAX` (and below 2^64): still a Python `int`.
+    UInt(u64),
+    Float(f64),
+    Str(&'a str),
+    Array(&'a [Value<'a>]),
+    Object(Object<'a>),
 }
 
-/// Up to this many members, a repeated key is found by a scan behind a 64-bit filter; beyond,
-/// by a hash set (so a hostile object of 100,000 keys costs linear time, not quadratic).
-const SCAN_MAX: usize = 32;
+/// An object's members in source order, each key once.
+#[derive(Clone, Copy)]
+pub struct Object<'a> {
+    members: &'a [(&'a str, Value<'a>)],
+}
 
 impl<'a> Object<'a> {
     pub fn len(&self) -> usize {
@@ -42,82 +52,21 @@ impl<'a> Object<'a> {
     }
 
     /// The value of `key` (linear: envelopes and bodies are looked into for a few keys only).
-    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
-        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    pub fn get(&self, key: &str) -> Option<&'a Value<'a>> {
+        self.members.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
-        self.members.iter().map(|(k, v)| (k.as_ref(), v))
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a Value<'a>)> {
+        self.members.iter().map(|(k, v)| (*k, v))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(|(k, _)| k.as_ref())
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
+        self.members.iter().map(|(k, _)| *k)
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &Value<'a>> {
+    pub fn values(&self) -> impl Iterator<Item = &'a Value<'a>> {
         self.members.iter().map(|(_, v)| v)
     }
-}
-
-fn filter_bit(key: &str) -> u64 {
-    let b = key.as_bytes();
-    let mix = b.len() as u64 ^ (*b.first().unwrap_or(&0) as u64) << 1 ^ (*b.last().unwrap_or(&0) as u64) << 3;
-    1 << (mix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
-}
-
-/// Builds an [`Object`] with a Python dict's semantics for a repeated key: the first position
-/// is kept, with the last value.
-struct Members<'a> {
-    members: Vec<(Cow<'a, str>, Value<'a>)>,
-    filter: u64,
-    seen: Option<HashSet<Cow<'a, str>, Hasher>>,
-}
-
-impl<'a> Members<'a> {
-    fn new() -> Self {
-        Members { members: Vec::new(), filter: 0, seen: None }
-    }
-
-    fn insert(&mut self, key: Cow<'a, str>, value: Value<'a>) {
-        if let Some(seen) = &mut self.seen {
-            if !seen.insert(key.clone()) {
-                self.replace(&key, value);
-                return;
-            }
-        } else {
-            let bit = filter_bit(&key);
-            if self.filter & bit != 0 && self.members.iter().any(|(k, _)| *k == key) {
-                self.replace(&key, value);
-                return;
-            }
-            self.filter |= bit;
-            if self.members.len() == SCAN_MAX {
-                let mut seen = HashSet::with_capacity_and_hasher(SCAN_MAX * 2, Hasher::default());
-                seen.extend(self.members.iter().map(|(k, _)| k.clone()));
-                seen.insert(key.clone());
-                self.seen = Some(seen);
-            }
-        }
-        self.members.push((key, value));
-    }
-
-    fn replace(&mut self, key: &str, value: Value<'a>) {
-        if let Some(slot) = self.members.iter_mut().find(|(k, _)| k == key) {
-            slot.1 = value;
-        }
-    }
-}
-
-pub enum Value<'a> {
-    Null,
-    Bool(bool),
-    Int(i64),
-    /// An integer above `i64::MAX` (and below 2^64): still a Python `int`.
-    UInt(u64),
-    Float(f64),
-    Str(Cow<'a, str>),
-    Array(Vec<Value<'a>>),
-    Object(Object<'a>),
 }
 
 impl<'a> Value<'a> {
@@ -128,7 +77,7 @@ impl<'a> Value<'a> {
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub fn as_str(&self) -> Option<&'a str> {
         match self {
             Value::Str(s) => Some(s),
             _ => None,
@@ -136,21 +85,27 @@ impl<'a> Value<'a> {
     }
 }
 
-/// The JSON value of `data`, or `None` where serde_json refuses it.
-pub fn parse(data: &[u8]) -> Option<Value<'_>> {
-    serde_json::from_slice(data).ok()
+/// The JSON value of `data` in `arena`, or `None` where serde_json refuses it.
+pub fn parse<'a>(data: &'a [u8], arena: &'a Bump) -> Option<Value<'a>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(data);
+    let value = ValueSeed(arena).deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(value)
 }
 
-impl<'de> Deserialize<'de> for Value<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
+#[derive(Clone, Copy)]
+struct ValueSeed<'a>(&'a Bump);
+
+impl<'de: 'a, 'a> DeserializeSeed<'de> for ValueSeed<'a> {
+    type Value = Value<'a>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value<'de>;
+impl<'de: 'a, 'a> Visitor<'de> for ValueSeed<'a> {
+    type Value = Value<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
@@ -178,15 +133,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Value::Str(Cow::Borrowed(v)))
+        Ok(Value::Str(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Value::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Value::Str(Cow::Owned(v)))
+        Ok(Value::Str(self.0.alloc_str(v)))
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
@@ -194,50 +145,98 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
+        let mut items = BumpVec::new_in(self.0);
+        while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
-        Ok(Value::Array(items))
+        Ok(Value::Array(items.into_bump_slice()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Members::new();
-        while let Some(Key(key)) = map.next_key()? {
-            let value = map.next_value()?;
+        let mut members = Members::new(self.0);
+        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
+            let value = map.next_value_seed(self)?;
             members.insert(key, value);
         }
-        Ok(Value::Object(Object { members: members.members }))
+        Ok(Value::Object(Object { members: members.members.into_bump_slice() }))
     }
 }
 
-struct Key<'a>(Cow<'a, str>);
+#[derive(Clone, Copy)]
+struct KeySeed<'a>(&'a Bump);
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
+impl<'de: 'a, 'a> DeserializeSeed<'de> for KeySeed<'a> {
+    type Value = &'a str;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
     }
 }
 
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
+impl<'de: 'a, 'a> Visitor<'de> for KeySeed<'a> {
+    type Value = &'a str;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object key")
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Borrowed(v)))
+        Ok(v)
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Owned(v.to_owned())))
+        Ok(self.0.alloc_str(v))
+    }
+}
+
+/// Up to this many members, a repeated key is found by a scan behind a 64-bit filter; beyond,
+/// by a hash set (so a hostile object of 100,000 keys costs linear time, not quadratic).
+const SCAN_MAX: usize = 32;
+
+fn filter_bit(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let first = *b.first().unwrap_or(&0) as u64;
+    let last = *b.last().unwrap_or(&0) as u64;
+    let mix = b.len() as u64 ^ (first << 8) ^ (last << 16);
+    1 << (mix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
+/// Builds an object's members with a Python dict's semantics for a repeated key: the first
+/// position is kept, with the last value.
+struct Members<'a> {
+    members: BumpVec<'a, (&'a str, Value<'a>)>,
+    filter: u64,
+    seen: Option<HashSet<&'a str, Hasher>>,
+}
+
+impl<'a> Members<'a> {
+    fn new(arena: &'a Bump) -> Self {
+        Members { members: BumpVec::new_in(arena), filter: 0, seen: None }
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Owned(v)))
+    fn insert(&mut self, key: &'a str, value: Value<'a>) {
+        let repeated = match &mut self.seen {
+            Some(seen) => !seen.insert(key),
+            None => {
+                let bit = filter_bit(key);
+                let repeated = self.filter & bit != 0 && self.members.iter().any(|(k, _)| *k == key);
+                self.filter |= bit;
+                if !repeated && self.members.len() == SCAN_MAX {
+                    let mut seen = HashSet::with_capacity_and_hasher(SCAN_MAX * 4, Hasher::default());
+                    seen.extend(self.members.iter().map(|(k, _)| *k));
+                    seen.insert(key);
+                    self.seen = Some(seen);
+                }
+                repeated
+            }
+        };
+        if repeated {
+            if let Some(slot) = self.members.iter_mut().find(|(k, _)| *k == key) {
+                slot.1 = value;
+            }
+        } else {
+            self.members.push((key, value));
+        }
     }
 }
 

@@ -17,6 +17,7 @@ simulator's events and fuzzed frames), and the same dict when something reads it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -175,7 +176,14 @@ class NativeRecords:
                 )
             )
         spec = {"schemas": programs, "routes": routes}
-        self._plan = extension.GenesysPlan(json.dumps(spec))
+        self._plan = extension.GenesysPlan(
+            json.dumps(spec),
+            [(r.kafka_topic, r.key, r.partition, r.schema) for r in self._routes],
+            SourceRecord,
+            _record_fields(),
+            EncodedAvro,
+            self.value,
+        )
 
     @property
     def topics(self) -> list[str]:
@@ -188,33 +196,26 @@ class NativeRecords:
 
     def build(self, frames: list[Frame]) -> list[SourceRecord | None]:
         """Per frame, its record, or ``None``: the Python path decides."""
-        built = self._plan.build([frame.payload for frame in frames])
-        routes = self._routes
-        decode = self.value
-        out: list[SourceRecord | None] = []
-        append = out.append
-        for frame, parts in zip(frames, built, strict=True):
-            if parts is None:
-                append(None)
-                continue
-            index, key, body, headers, event_ms, correlation = parts
-            route = routes[index]
-            received_ms = frame.received_ns // 1_000_000
-            schema = route.schema
-            append(
-                SourceRecord(
-                    route.kafka_topic,
-                    EncodedAvro(body, schema, frame.payload, decode),
-                    route.key if key is None else key,
-                    route.partition,
-                    {
-                        "event_time_ms": event_ms,
-                        "correlation_id": correlation,
-                        "seen_ms": received_ms,
-                    },
-                    event_ms if event_ms is not None else received_ms,
-                    headers,
-                    schema,
-                )
+        return self._plan.records(frames)  # type: ignore[no-any-return]
+
+
+_FILLED = frozenset(
+    ("topic", "value", "key", "source_partition", "source_offset", "timestamp_ms", "headers")
+    + ("value_schema",)
+)
+
+
+def _record_fields() -> list[tuple[str, Any]]:
+    """``SourceRecord``'s fields for the native side, which sets each slot itself (as the
+    dataclass's ``__init__`` would): those it fills, and the others with their defaults."""
+    fields: list[tuple[str, Any]] = []
+    for field in dataclasses.fields(SourceRecord):
+        if field.name in _FILLED:
+            fields.append((field.name, None))
+        elif field.default is not dataclasses.MISSING:
+            fields.append((field.name, field.default))
+        else:
+            raise TypeError(
+                f"SourceRecord.{field.name} has no default: the native path cannot make it"
             )
-        return out
+    return fields

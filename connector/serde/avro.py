@@ -100,6 +100,15 @@ class AvroConverter:
             ) from exc
         return bytes(out)
 
+    def framing(self, topic: str, schema: AvroSchema) -> bytes:
+        """The Confluent framing (magic byte, schema id) under which a body the native path
+        encoded for ``schema`` is written as is on ``topic``, or ``b""`` when it must be
+        re-encoded (the registry's schema is another). Raises as :meth:`convert` does."""
+        entry = self._cache.get((topic, schema.name))
+        if entry is None:
+            entry = self.resolve(topic, schema)
+        return entry[0] if entry[2] else b""
+
     def resolve(self, topic: str, schema: AvroSchema) -> tuple[bytes, Writer, bool]:
         """Look up or register ``schema`` for ``topic``; cache its id and compiled writer, and
         whether the registry's schema is ``schema`` itself (then a native body is framed as is)."""

@@ -1,7 +1,7 @@
 """What the machine can do with the same data, measured in the same run: the ceilings.
 
 (a) confluent-kafka producing the already-encoded records (same keys, values, headers, same
-    producer settings: idempotent, acks=all, lz4, linger 5 ms), counted when all are acked;
+    producer settings: idempotent, acks=all, lz4, linger 1 ms), counted when all are acked;
 (b) websocket-client receiving the simulator's frames and doing nothing else (``recv_data``
     in a loop; also the connector's own FrameReader on a websocket-client connection, for
     reference);

@@ -32,7 +32,8 @@ struct PlanSpec {
 
 /// What every record of one route shares, as Python objects.
 struct RouteObjects {
-    topic: Py<PyString>,
+    /// The ``("genesys.topic", topic)`` header, the same tuple for every record.
+    topic_header: Py<PyTuple>,
     kafka_topic: Py<PyAny>,
     key: Py<PyAny>,
     partition: Py<PyAny>,
@@ -71,7 +72,12 @@ struct GenesysPlan {
     routes: Vec<RouteObjects>,
     factory: Factory,
     headers: [Py<PyString>; 5],
+    /// ``("genesys.version", v)`` headers already made (Genesys sends one or two versions).
+    version_headers: std::sync::Mutex<Vec<(String, Py<PyTuple>)>>,
 }
+
+/// At most this many distinct version headers are kept for reuse.
+const VERSION_HEADERS_KEPT: usize = 8;
 
 fn set_slot(target: &Bound<'_, PyAny>, name: &Py<PyString>, value: &Bound<'_, PyAny>) -> PyResult<()> {
     // SAFETY: three live objects; the generic setter stores into the type's slot descriptor
@@ -127,8 +133,10 @@ impl GenesysPlan {
                 return Err(PyValueError::new_err(format!("topic {} twice", route.topic)));
             }
             let (kafka_topic, key, partition, schema) = objects;
+            let topic_header =
+                (PyString::intern(py, HEADER_TOPIC), PyString::new(py, &route.topic));
             route_objects.push(RouteObjects {
-                topic: PyString::new(py, &route.topic).unbind(),
+                topic_header: topic_header.into_pyobject(py)?.unbind(),
                 kafka_topic,
                 key,
                 partition,
@@ -178,6 +186,7 @@ impl GenesysPlan {
             plan: genesys::Plan { schemas, routes: plan_routes, by_topic },
             routes: route_objects,
             factory,
+            version_headers: std::sync::Mutex::new(Vec::new()),
             headers: [
                 header(HEADER_TOPIC),
                 header(HEADER_VERSION),
@@ -243,6 +252,24 @@ impl GenesysPlan {
 }
 
 impl GenesysPlan {
+    /// The version header tuple, shared between records with the same version.
+    fn version_header<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Py<PyString>,
+        text: &str,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let mut kept = self.version_headers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, header)) = kept.iter().find(|(v, _)| v == text) {
+            return Ok(header.bind(py).clone());
+        }
+        let header = (name.bind(py), text).into_pyobject(py)?;
+        if kept.len() < VERSION_HEADERS_KEPT {
+            kept.push((text.to_string(), header.clone().unbind()));
+        }
+        Ok(header)
+    }
+
     fn record<'py>(
         &self,
         py: Python<'py>,
@@ -254,22 +281,23 @@ impl GenesysPlan {
         let f = &self.factory;
         let new = f.object_new.bind(py);
 
-        let [h_topic, h_version, h_correlation, h_metadata, h_unknown] = &self.headers;
-        let headers = PyList::empty(py);
-        headers.append((h_topic.bind(py), route.topic.bind(py)))?;
+        let [_, h_version, h_correlation, h_metadata, h_unknown] = &self.headers;
+        let mut items: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(5);
+        items.push(route.topic_header.bind(py).clone());
         if let Some(text) = &b.version {
-            headers.append((h_version.bind(py), text))?;
+            items.push(self.version_header(py, h_version, text)?);
         }
         let correlation = b.correlation.map(|c| PyString::new(py, &c).into_any());
         if let Some(c) = &correlation {
-            headers.append((h_correlation.bind(py), c))?;
+            items.push(PyTuple::new(py, [h_correlation.bind(py).as_any(), c])?);
         }
         if let Some(text) = &b.metadata {
-            headers.append((h_metadata.bind(py), text))?;
+            items.push((h_metadata.bind(py), text).into_pyobject(py)?);
         }
         if let Some(text) = &b.envelope_unknown {
-            headers.append((h_unknown.bind(py), text))?;
+            items.push((h_unknown.bind(py), text).into_pyobject(py)?);
         }
+        let headers = PyList::new(py, items)?;
 
         let value = new.call1((f.value_type.bind(py),))?;
         let [v_body, v_schema, v_source, v_decode, v_value] = &f.value_fields;

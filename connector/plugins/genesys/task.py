@@ -46,6 +46,7 @@ on one receiver thread per socket (``session.py``). ``stop`` may come from any t
 from __future__ import annotations
 
 import hashlib
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -77,6 +78,9 @@ from connector.plugins.genesys.session import (
     SessionSettings,
 )
 from connector.plugins.genesys.spec import GenesysNotificationsConfig
+
+_RECEIVED_NS = operator.itemgetter(1)
+"""``Frame.received_ns``."""
 
 
 class DuplicateFilter:
@@ -306,8 +310,9 @@ class GenesysNotificationsSourceTask(SourceTask):
     def _native_frames(self, frames: list[Frame], out: list[Polled]) -> None:
         """:meth:`poll`'s loop on the native path: each run of data frames between control
         frames is built in one native call; a frame it leaves (``None``: not plainly an event,
-        or received while a rotation's duplicates are being dropped) takes :meth:`_frame`."""
-        assert self._native is not None and self._manager is not None
+        or received while a rotation's duplicates are being dropped) takes :meth:`_frame`,
+        with the per-socket bookkeeping brought up to date first, so nothing is reordered."""
+        assert self._native is not None
         start, count = 0, len(frames)
         while start < count:
             frame = frames[start]
@@ -326,24 +331,38 @@ class GenesysNotificationsSourceTask(SourceTask):
                 assert self._ctx is not None
                 self._ctx.logger.exception("native record path failed; using the Python path")
                 built = [None] * len(run)
-            session_of, passes = self._manager.session_of, self._dedupe.passes
-            offsets, states = self._offsets, self._states
-            source: str | None = None
-            seen: dict[str, int] | None = None
+            passes = self._dedupe.passes
+            # The duplicate filter's window is a time: if the run's earliest frame passes, all do.
+            quiet = passes(min(map(_RECEIVED_NS, run)) // 1_000_000)
+            offsets = self._offsets
+            source: str | None = None  # the socket of the frames since the last bookkeeping
+            seen_ms = 0
             for frame, record in zip(run, built, strict=True):
-                if record is None or not passes(frame.received_ns // 1_000_000):
+                if record is None or not (quiet or passes(frame.received_ns // 1_000_000)):
+                    if source is not None:
+                        self._saw(source, seen_ms)
+                        source = None
                     self._data_frame(frame, out)
-                    source = None  # _frame may have changed the session bookkeeping
                     continue
-                if frame.source != source:
+                if frame.source is not source:
+                    if source is not None:
+                        self._saw(source, seen_ms)
                     source = frame.source
-                    session = session_of(source)
-                    state = states.get(session.index) if session else None
-                    seen = state.last_frame_ms if state is not None else None
-                if seen is not None:
-                    seen[source] = record.source_offset["seen_ms"]  # type: ignore[index]
-                offsets[record.source_partition["topic"]] = record.source_offset  # type: ignore
+                offset = record.source_offset
+                seen_ms = offset["seen_ms"]  # type: ignore[index]
+                offsets[record.source_partition["topic"]] = offset  # type: ignore[index]
                 out.append(record)
+            if source is not None:
+                self._saw(source, seen_ms)
+
+    def _saw(self, source: str, received_ms: int) -> None:
+        """The last frame from ``source`` was received at ``received_ms`` (what :meth:`_frame`
+        notes for every frame, for the gap reported after a disconnect)."""
+        assert self._manager is not None
+        session = self._manager.session_of(source)
+        state = self._states.get(session.index) if session else None
+        if state is not None:
+            state.last_frame_ms[source] = received_ms
 
     def _frame(self, frame: Frame, out: list[Polled]) -> None:
         """One data frame -> a record, malformed input, a connection change, or nothing.

@@ -350,6 +350,7 @@ def _task(monkeypatch: pytest.MonkeyPatch, http: FakeGenesysHTTP, path: str) -> 
             "genesys.subscriptions": [{"topics": sorted(SUBSCRIBED)}],
             "reconnect.backoff.initial.ms": 1000,
             "reconnect.backoff.max.ms": 5000,
+            "dedupe.window.ms": 2000,  # frames below come 0.1 s apart: 20 frames per window
         }
     )
     monkeypatch.setenv("CONNECTOR_NATIVE", path)
@@ -381,14 +382,26 @@ def test_two_tasks_fed_the_same_frames_poll_the_same_items(
     assert python._native is None and native._native is not None
     try:
         fuzzed = [f for _, f in FrameFuzzer(SEED + 2, SEEDS).frames(CASES // 2)]
-        frames = fuzzed + SIMULATED[:1500] + FIXTURE_FRAMES
-        random.Random(SEED).shuffle(frames)
+        frames: list[Any] = fuzzed + SIMULATED[:1500] + FIXTURE_FRAMES
+        rng = random.Random(SEED)
+        rng.shuffle(frames)
+        # rotations in between (the duplicate filter drops repeats from the start of one until
+        # its window after the end), and repeated frames inside and outside those windows
+        rotations = sorted(rng.sample(range(1, len(frames)), 24))  # started, finished, ...
+        for index, at in reversed(list(enumerate(rotations))):
+            frames.insert(at, ("control", ("rotation_started", "rotation_finished")[index % 2]))
+        for at in sorted(rng.sample(range(1, len(frames)), 40), reverse=True):
+            if not isinstance(frames[at - 1], tuple):
+                frames.insert(at, frames[at - 1])
         kinds: Counter[str] = Counter()
         for start in range(0, len(frames), 97):
             batch = [
-                Frame(f, RECEIVED_NS + i, "fuzz/s")
-                for i, f in enumerate(frames[start : start + 97])
-            ]
+                Frame(orjson.dumps({"source": "fuzz/s", "kind": f[1]}), RECEIVED_NS + i * 10**8,
+                      "genesys-control:fuzz/s")
+                if isinstance(f, tuple)
+                else Frame(f, RECEIVED_NS + i * 10**8, "fuzz/s")
+                for i, f in enumerate(frames[start : start + 97], start)
+            ]  # fmt: skip
             polled = {}
             for task in (python, native):
                 for frame in batch:
@@ -399,7 +412,10 @@ def test_two_tasks_fed_the_same_frames_poll_the_same_items(
             ]
             kinds.update(type(i.value).__name__ for i in polled[native] if type(i) is SourceRecord)
             kinds.update(type(i).__name__ for i in polled[native])
-        assert kinds["EncodedAvro"] > 1000 and kinds["MalformedInput"] > 300, kinds
+        # both paths inside one task: native records, and Python ones around the rotations
+        assert kinds["EncodedAvro"] > 500 and kinds["dict"] > 500, kinds
+        assert kinds["MalformedInput"] > 300, kinds
+        assert native._dedupe.dropped == python._dedupe.dropped > 0
     finally:
         python.stop()
         native.stop()

@@ -1,13 +1,14 @@
 """What the machine can do with the same data, measured in the same run: the ceilings.
 
 (a) confluent-kafka producing the already-encoded records (same keys, values, headers, same
-    producer settings: idempotent, acks=all, lz4, linger 5 ms), counted when all are acked;
+    producer settings: idempotent, acks=all, lz4, linger 1 ms), counted when all are acked;
 (b) websocket-client receiving the simulator's frames and doing nothing else (``recv_data``
     in a loop; also the connector's own FrameReader reading the socket of a websocket-client
     connection after its handshake, for reference);
 (c) fastavro encoding the same events (``schemaless_writer`` with a parsed schema, reused
     buffer), and, for reference, the connector's compiled writer;
-(d) the connector's own record path without any I/O: parse, classify, build, convert.
+(d) the connector's own record path without any I/O: parse, classify, build, convert (on the
+    Python path; with the native extension also on the native path, and the native work alone).
 """
 
 from __future__ import annotations
@@ -190,3 +191,33 @@ def pipeline_ceiling(sample: Sample, registry: str, seconds: float) -> float:
         value_convert(record.topic, record.value, record.value_schema)
 
     return _timed_loop(step, sample.frames, seconds)
+
+
+def native_pipeline_ceiling(sample: Sample, registry: str, seconds: float) -> tuple[float, float]:
+    """(d') The same record path on the native extension, batches of 500 frames (what a poll
+    hands it), and (d'') the native work alone (parse, fit, encode; no Python objects), in one
+    thread. ``(0, 0)`` without the extension."""
+    from connector import native
+    from connector.buffer import Frame
+    from connector.plugins.genesys.native import NativeRecords
+
+    extension = native.extension()
+    if extension is None:
+        return 0.0, 0.0
+    builder = events.RecordBuilder(genesys_topics.Router("bench-pipeline.{family}", {}, "b"))
+    subscribed = {events.classify(f).topic for f in sample.frames}
+    records = NativeRecords(extension, builder, {t for t in subscribed if t})
+    value_converter = AvroConverter(SchemaRegistryClient({"url": registry}))
+    key_convert, value_convert = StringConverter().convert, value_converter.convert
+    frames = [Frame(f, time.time_ns(), "bench") for f in sample.frames]
+    batches = [frames[i : i + 500] for i in range(0, len(frames), 500)]
+
+    def step(batch: list[Frame]) -> None:
+        for record in records.build(batch):
+            assert record is not None
+            key_convert(record.topic, record.key, None)
+            value_convert(record.topic, record.value, record.value_schema)
+
+    per_batch = _timed_loop(step, batches, seconds)
+    spent, built = records._plan.time_build(sample.frames, max(1, int(seconds * 20)))
+    return per_batch * len(frames) / len(batches), built / spent

@@ -237,7 +237,7 @@ def _eos(attempt: Any, warmup_s: float, measure_s: float) -> None:
 def _brief(result: RunResult) -> dict[str, Any]:
     keys = ("rate", "cpu_per_1k", "cpu_util", "peak_rss_mb", "sent", "in_kafka", "missing")
     brief = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.as_dict().items()}
-    return {k: brief[k] for k in (*keys, "latency_ms", "notes")}
+    return {k: brief[k] for k in (*keys, "latency_ms", "thread_cpu_per_1k", "notes")}
 
 
 def _ceilings(env: Env, measure: bool) -> tuple[dict[str, Any], tuple[float, float]]:
@@ -259,6 +259,7 @@ def _ceilings(env: Env, measure: bool) -> tuple[dict[str, Any], tuple[float, flo
     fastavro_rate, compiled_rate = bceil.encode_ceiling(sample, 3.0)
     log.info("ceiling (d): record path without I/O")
     pipeline = bceil.pipeline_ceiling(sample, env.registry, 3.0)
+    native_pipeline, native_alone = bceil.native_pipeline_ceiling(sample, env.registry, 3.0)
     log.info("ceiling (a): confluent-kafka produce")
     produce = bceil.produce_ceiling(env.bootstrap, sample, 8.0, prefix)
     rows = [
@@ -269,5 +270,8 @@ def _ceilings(env: Env, measure: bool) -> tuple[dict[str, Any], tuple[float, flo
         ("(c') the connector's compiled Avro writer, same values", compiled_rate),
         ("(d) connector record path, no I/O: parse, classify, build, convert", pipeline),
     ]
+    if native_pipeline:
+        rows.append(("(d') the same on the native path (batches of 500 frames)", native_pipeline))
+        rows.append(("(d'') the native work alone: parse, fit, encode (Rust)", native_alone))
     bounds = [("(a) produce", produce), ("(b) receive", receive), ("(c) fastavro", fastavro_rate)]
-    return {"rows": rows, "bounds": bounds}, sizes
+    return {"rows": rows, "bounds": bounds, "produce": produce}, sizes

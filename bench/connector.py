@@ -15,6 +15,8 @@ import yaml
 from connector.plugins.genesys import topics as genesys_topics
 
 FAMILIES = ("queue.conversations", "user.conversations", "conversation.detail")
+OFFSETS_TOPIC = os.environ.get("BENCH_OFFSETS_TOPIC", "bench-connect-offsets")
+"""The worker's offsets topic (shared by every run on the devstack unless overridden)."""
 
 
 def kafka_topics(prefix: str, genesys: list[str]) -> list[str]:
@@ -47,7 +49,7 @@ def deployment(
     worker: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "schema.registry.url": registry,
-        "offset.storage.topic": "bench-connect-offsets",
+        "offset.storage.topic": OFFSETS_TOPIC,
         "offset.flush.interval.ms": offset_flush_ms,
         **{f"producer.{k}": v for k, v in (producer or {}).items()},
     }

@@ -18,6 +18,54 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """``{tid: (comm, cpu_s)}`` of every thread of ``pid`` now (user + system seconds)."""
+    found: dict[int, tuple[str, float]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue  # the thread ended
+        comm = raw[raw.index(b"(") + 1 : raw.rindex(b")")].decode(errors="replace")
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        found[int(tid)] = (comm, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return found
+
+
+def python_thread_names(pid: int) -> dict[int, str]:
+    """``{tid: Python thread name}`` from ``py-spy dump`` (the bench extra), or ``{}``."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["py-spy", "dump", "--pid", str(pid), "--json"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        return {int(t["os_thread_id"]): str(t["thread_name"]) for t in json.loads(out)}
+    except (OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError):
+        return {}
+
+
+THREAD_GROUPS = (
+    ("task", ("task-",)),
+    ("receiver", ("genesys-ws", "ws-")),
+    ("producer poller", ("producer-poller",)),
+    ("librdkafka", ("rdk:",)),
+)
+
+
+def thread_group(name: str) -> str:
+    """The group of a thread for the per-thread CPU figures (``other`` for the rest)."""
+    for group, prefixes in THREAD_GROUPS:
+        if name.startswith(prefixes):
+            return group
+    return "other"
+
+
 def memory_kb(pid: int) -> tuple[int, int]:
     """``(VmRSS, VmHWM)`` in kB: resident now and its peak since the process started."""
     rss = hwm = 0

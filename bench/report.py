@@ -45,6 +45,13 @@ def commit() -> str:
         return "unknown"
 
 
+def record_path() -> str:
+    """The connector's record path in these runs (they inherit this process's environment)."""
+    from connector import native
+
+    return native.describe()
+
+
 def _n(value: float, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -104,9 +111,15 @@ def ceilings_table(ceilings: dict[str, Any], best_e2e: float) -> str:
         lines.append(f"| {label} | {_n(value)} |")
     lowest_label, lowest = min(ceilings["bounds"], key=lambda item: item[1])
     lines.append("")
+    produce = ceilings.get("produce")
+    if produce:
+        lines.append(
+            f"End to end (flood) {_n(best_e2e)} events/s = **{best_e2e / produce:.3f} of the "
+            f"librdkafka ceiling** ((a), {_n(produce)} events/s; target at least 0.2)."
+        )
     lines.append(
-        f"End to end (flood) {_n(best_e2e)} events/s = **{best_e2e / lowest:.2f}x the lowest "
-        f"ceiling** ({lowest_label}, {_n(lowest)} events/s)."
+        f"End to end (flood) {_n(best_e2e)} events/s = {best_e2e / lowest:.2f}x the lowest "
+        f"ceiling ({lowest_label}, {_n(lowest)} events/s)."
     )
     return "\n".join(lines) + "\n"
 
@@ -116,6 +129,13 @@ def notes(runs: list[RunResult]) -> str:
     for r in runs:
         for note in r.notes:
             out.append(f"- {r.label}: {note}")
+        if r.thread_cpu_per_1k:
+            out.append(
+                f"- {r.label}: CPU s per 1k events by thread"
+                + (" (first process)" if r.workers > 1 else "")
+                + ": "
+                + ", ".join(f"{g} {v:.4f}" for g, v in r.thread_cpu_per_1k.items())
+            )
         if r.rss_timeline_mb and r.label.startswith("backpressure"):
             out.append(
                 f"- {r.label}: connector RSS every second (MB): "
@@ -142,7 +162,7 @@ def document(
         f"share these cores. 1-minute load average {load_before:.2f} before, {load_after:.2f} "
         "after (other work on the machine included).",
         f"Command: `{command}`. Frames average {frame_bytes:,.0f} B, Avro values "
-        f"{value_bytes:,.0f} B.",
+        f"{value_bytes:,.0f} B. Record path: {record_path()}.",
         "",
         runs_table(runs),
     ]

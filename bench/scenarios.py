@@ -18,7 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import kafka as bkafka
 from bench import sim as bsim
 from bench.connector import ConnectorProcess, deployment, kafka_topics, wait_for
-from bench.procstat import Sampler, load_average
+from bench.procstat import (
+    Sampler,
+    load_average,
+    python_thread_names,
+    thread_cpu,
+    thread_group,
+)
 
 log = logging.getLogger("bench")
 
@@ -63,6 +69,8 @@ class RunResult:
     mode: str = "at-least-once"  # or "exactly-once (<boundary>)"
     visible_ms: dict[str, float] = field(default_factory=dict)  # send -> read_committed
     transactions: dict[str, float] = field(default_factory=dict)  # from the worker's /metrics
+    # CPU seconds per 1,000 acked events by thread group (the first connector process)
+    thread_cpu_per_1k: dict[str, float] = field(default_factory=dict)
 
     @property
     def lossless(self) -> bool:
@@ -196,6 +204,8 @@ def run(
             )
         if visible_latency:
             visible = bkafka.VisibleTimes(env.bootstrap, targets, sim.cids.event_id)
+        names = python_thread_names(procs[0].pid)
+        threads0 = thread_cpu(procs[0].pid)
         t0, a0, l0 = time.monotonic(), acked(), sim.ledger_total()
         timeline = [(t0, a0)]
         while time.monotonic() - t0 < measure_s:
@@ -203,6 +213,15 @@ def run(
             timeline.append((time.monotonic(), acked()))
         t1, a1 = timeline[-1]
         l1 = sim.ledger_total()
+        threads1 = thread_cpu(procs[0].pid)
+        per_group: dict[str, float] = {}
+        for tid, (comm, cpu_s) in threads1.items():
+            group = thread_group(names.get(tid, comm))
+            used = cpu_s - threads0.get(tid, (comm, 0.0))[1]
+            per_group[group] = per_group.get(group, 0.0) + used
+        result.thread_cpu_per_1k = {
+            g: round(c / max(1, a1 - a0) * 1000 * workers, 4) for g, c in sorted(per_group.items())
+        }
         result.seconds = t1 - t0
         result.rate = (a1 - a0) / (t1 - t0)
         per_second = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(timeline)]

@@ -42,6 +42,25 @@ def _level(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the package version and the active record path (native or Python)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and record path")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from connector import native
+
+        try:
+            installed = version("connector")
+        except PackageNotFoundError:
+            installed = "(not installed)"
+        print(f"connector {installed}, record path: {native.describe()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="connector",
@@ -61,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="json: one JSON object a line, with the connector and task of the line",
     )
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)

@@ -404,6 +404,9 @@ def _plugins(args: argparse.Namespace) -> int:
             continue
         spec = entry.connector_class.spec
         print(f"{name}\t{spec.version}\t{spec.status}\t{spec.summary}")
+    from connector import native
+
+    print(f"record path: {native.describe()}")
     return 0
 
 

@@ -22,13 +22,21 @@ from typing import Any
 
 import orjson
 
-from connector.api import MalformedInput, Polled, RetriableError, SourceRecord, TaskFailedError
+from connector.api import (
+    AvroSchema,
+    MalformedInput,
+    Polled,
+    RetriableError,
+    SourceRecord,
+    TaskFailedError,
+)
 from connector.runtime.dead_letters import DeadLetterWriter
 from connector.runtime.error_policy import Disposition, ErrorPolicy, Failure, Stage
 from connector.runtime.metrics import WorkerMetrics
 from connector.runtime.producer import RecordProducer
 from connector.runtime.submitted import Refusal, Submitted, SubmittedRecords
-from connector.serde.converter import Converter
+from connector.serde.converter import Converter, StringConverter
+from connector.serde.encoded import EncodedAvro, materialised
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,14 @@ class RecordPipeline:
         self._transform = transform
         self._key_convert = key_converter.convert
         self._value_convert = value_converter.convert
+        # Hot-path shortcuts with the converters' own results: a text key is encoded inline,
+        # and a value the native path already encoded (EncodedAvro) gets its topic's framing
+        # (cached per topic and schema) instead of a converter call per record.
+        self._text_keys = type(key_converter) is StringConverter
+        self._framing_of: Callable[[str, AvroSchema], bytes] | None = getattr(
+            value_converter, "framing", None
+        )
+        self._framings: dict[tuple[str, str], bytes] = {}
         self._producer = producer
         self._submitted = submitted
         self._policy = policy
@@ -114,6 +130,9 @@ class RecordPipeline:
         transform = self._transform
         key_convert = self._key_convert
         value_convert = self._value_convert
+        text_keys = self._text_keys
+        framing_of = self._framing_of
+        framings = self._framings
         known_topics = self._known_topics
         convert_retries = self._convert_retries
         dumps = orjson.dumps
@@ -145,9 +164,24 @@ class RecordPipeline:
                         record = transformed
                     topic = record.topic
                     stage = Stage.KEY_CONVERTER
-                    key = key_convert(topic, record.key, record.key_schema)
+                    key = record.key
+                    if text_keys and type(key) is str:
+                        key = key.encode("utf-8")  # StringConverter.convert, inline
+                    else:
+                        key = key_convert(topic, key, record.key_schema)
                     stage = Stage.VALUE_CONVERTER
-                    value = value_convert(topic, record.value, record.value_schema)
+                    value = record.value
+                    schema = record.value_schema
+                    if type(value) is EncodedAvro and framing_of is not None and schema:
+                        prefix = framings.get((topic, schema.name))  # the converter's cache key
+                        if prefix is None:
+                            prefix = framings[(topic, schema.name)] = framing_of(topic, schema)
+                        if prefix and value.schema is schema:
+                            value = prefix + value.body
+                        else:
+                            value = value_convert(topic, value, schema)
+                    else:
+                        value = value_convert(topic, value, schema)
                 except RetriableError as exc:
                     delay = self._convert_retries.failed()
                     if delay is not None:
@@ -337,7 +371,8 @@ def _record_bytes(value: Any) -> bytes | None:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
     try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        # default: a native value (EncodedAvro) is written as the dict the Python path makes
+        return orjson.dumps(value, default=materialised, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # not JSON-able, a lone surrogate inside, nested too deep
         try:
             return repr(value).encode("utf-8", "backslashreplace")

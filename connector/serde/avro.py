@@ -12,6 +12,10 @@ source with one function per named record (:func:`compile_writer`): straight-lin
 that appends to a ``bytearray``, 10-20x faster, with byte-identical output (the unit tests compare
 it with fastavro). Schemas using something it does not compile (unions of two non-null types)
 keep using fastavro.
+
+A value the native record path already encoded (:class:`~connector.serde.encoded.EncodedAvro`)
+is framed as is when it was encoded for the schema the registry gave this subject; otherwise
+(another schema, ``use.latest.version`` with a different latest) it is decoded and encoded here.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from fastavro import parse_schema, schemaless_writer
 from fastavro.write import LOGICAL_WRITERS
 
 from connector.api import AvroSchema, ConversionError, RetriableError
+from connector.serde.encoded import EncodedAvro
 from connector.serde.registry import SubjectNameStrategy, topic_name_strategy
 
 _MAGIC = 0
@@ -66,7 +71,8 @@ class AvroConverter:
         self._auto_register = auto_register_schemas
         self._use_latest = use_latest_version
         self._normalize = normalize_schemas
-        self._cache: dict[tuple[str, str], tuple[bytes, Writer]] = {}
+        # (topic, schema name) -> (framing, writer, whether the writer schema is the record's own)
+        self._cache: dict[tuple[str, str], tuple[bytes, Writer, bool]] = {}
         self._lock = threading.Lock()
 
     def convert(self, topic: str, value: Any, schema: AvroSchema | None) -> bytes | None:
@@ -77,7 +83,11 @@ class AvroConverter:
         entry = self._cache.get((topic, schema.name))
         if entry is None:
             entry = self.resolve(topic, schema)
-        prefix, write = entry
+        prefix, write, own_schema = entry
+        if type(value) is EncodedAvro:
+            if own_schema and (value.schema is schema or value.schema.name == schema.name):
+                return prefix + value.body
+            value = value.materialise()
         out = bytearray(prefix)
         try:
             write(value, out)
@@ -90,8 +100,18 @@ class AvroConverter:
             ) from exc
         return bytes(out)
 
-    def resolve(self, topic: str, schema: AvroSchema) -> tuple[bytes, Writer]:
-        """Look up or register ``schema`` for ``topic``; cache its id and compiled writer."""
+    def framing(self, topic: str, schema: AvroSchema) -> bytes:
+        """The Confluent framing (magic byte, schema id) under which a body the native path
+        encoded for ``schema`` is written as is on ``topic``, or ``b""`` when it must be
+        re-encoded (the registry's schema is another). Raises as :meth:`convert` does."""
+        entry = self._cache.get((topic, schema.name))
+        if entry is None:
+            entry = self.resolve(topic, schema)
+        return entry[0] if entry[2] else b""
+
+    def resolve(self, topic: str, schema: AvroSchema) -> tuple[bytes, Writer, bool]:
+        """Look up or register ``schema`` for ``topic``; cache its id and compiled writer, and
+        whether the registry's schema is ``schema`` itself (then a native body is framed as is)."""
         with self._lock:
             cached = self._cache.get((topic, schema.name))
             if cached is not None:
@@ -102,7 +122,8 @@ class AvroConverter:
                 parsed = parse_schema(dict(definition), named_schemas={})
             except Exception as exc:
                 raise ConversionError(f"invalid Avro schema {schema.name}: {exc}") from exc
-            entry = (struct.pack(">bI", _MAGIC, schema_id), compile_writer(parsed))
+            own = definition is schema.definition or definition == schema.definition
+            entry = (struct.pack(">bI", _MAGIC, schema_id), compile_writer(parsed), own)
             self._cache[(topic, schema.name)] = entry
             return entry
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import orjson
 
 from connector.api import AvroSchema, ConversionError
+from connector.serde.encoded import EncodedAvro, materialised
 
 
 class Converter(Protocol):
@@ -29,8 +30,8 @@ class StringConverter:
             return value
         if isinstance(value, str):
             return value.encode("utf-8")
-        if isinstance(value, dict | list):
-            return orjson.dumps(value)
+        if isinstance(value, dict | list | EncodedAvro):
+            return orjson.dumps(value, default=materialised)
         return str(value).encode("utf-8")
 
 
@@ -41,7 +42,7 @@ class JsonConverter:
         if value is None:
             return None
         try:
-            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+            return orjson.dumps(value, default=materialised, option=orjson.OPT_NON_STR_KEYS)
         except TypeError as exc:
             raise ConversionError(f"value is not JSON-serialisable: {exc}") from exc
 
@@ -54,4 +55,5 @@ class BytesConverter:
             return value
         if isinstance(value, bytearray | memoryview):
             return bytes(value)
-        raise ConversionError(f"bytes converter needs bytes, got {type(value).__name__}")
+        shown = "dict" if type(value) is EncodedAvro else type(value).__name__
+        raise ConversionError(f"bytes converter needs bytes, got {shown}")

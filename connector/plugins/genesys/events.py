@@ -317,6 +317,20 @@ class RecordBuilder:
             self._routes[family.name] = route
         return route
 
+    def value(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The record value of one event envelope (what :meth:`build` puts in the record)."""
+        match = topics.match_topic(envelope["topicName"])
+        return self._value(envelope, match, self.route(match.family))
+
+    @staticmethod
+    def _value(envelope: dict[str, Any], match: topics.TopicMatch, route: _Route) -> dict[str, Any]:
+        if match.family.schema is None:
+            return schemas.envelope_value(envelope)
+        value = route.schema.to_avro(envelope["eventBody"])
+        if match.detail_event is not None:
+            value["detail_event_type"] = match.detail_event
+        return value
+
     def build(self, envelope: dict[str, Any], received_ms: int) -> SourceRecord:
         """The record for one event envelope received at ``received_ms`` (epoch ms)."""
         topic: str = envelope["topicName"]
@@ -324,12 +338,7 @@ class RecordBuilder:
         match = topics.match_topic(topic)
         route = self.route(match.family)
         family = match.family
-        if family.schema is None:
-            value = schemas.envelope_value(envelope)
-        else:
-            value = route.schema.to_avro(body)
-            if match.detail_event is not None:
-                value["detail_event_type"] = match.detail_event
+        value = self._value(envelope, match, route)
 
         key: Any = match.entity_id
         if family.key_source == "body_id":

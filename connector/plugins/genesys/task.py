@@ -63,6 +63,7 @@ on one receiver thread per socket (``session.py``). ``stop`` may come from any t
 from __future__ import annotations
 
 import hashlib
+import operator
 import threading
 import time
 from collections import OrderedDict
@@ -73,6 +74,7 @@ from typing import Any, cast
 
 import orjson
 
+from connector import native
 from connector.api import (
     ConnectorError,
     MalformedInput,
@@ -87,6 +89,7 @@ from connector.plugins.genesys import events, plan, topics
 from connector.plugins.genesys.auth import AuthError, TokenUnavailableError, shared_provider
 from connector.plugins.genesys.channels import ChannelsClient
 from connector.plugins.genesys.events import FrameKind, RecordBuilder
+from connector.plugins.genesys.native import NativeRecords
 from connector.plugins.genesys.session import (
     CONTROL_PREFIX,
     ChannelManager,
@@ -94,6 +97,9 @@ from connector.plugins.genesys.session import (
     SessionSettings,
 )
 from connector.plugins.genesys.spec import GenesysNotificationsConfig
+
+_RECEIVED_NS = operator.itemgetter(1)
+"""``Frame.received_ns``."""
 
 
 class DuplicateFilter:
@@ -127,11 +133,18 @@ class DuplicateFilter:
         """Whether frames are being remembered now."""
         return self._rotations > 0 or bool(self._seen)
 
-    def is_duplicate(self, payload: bytes | str, now_ms: int) -> bool:
-        """Whether ``payload`` was seen in the current overlap; remembers it if not."""
+    def passes(self, now_ms: int) -> bool:
+        """Whether every frame received at ``now_ms`` passes unseen (no overlap now): then
+        :meth:`is_duplicate` is False for it without hashing; what was remembered is forgotten."""
         if self._rotations == 0 and now_ms >= self._active_until_ms:
             if self._seen:
                 self._seen.clear()
+            return True
+        return False
+
+    def is_duplicate(self, payload: bytes | str, now_ms: int) -> bool:
+        """Whether ``payload`` was seen in the current overlap; remembers it if not."""
+        if self.passes(now_ms):
             return False
         data = payload.encode() if isinstance(payload, str) else payload
         key = hashlib.blake2b(data, digest_size=16).digest()
@@ -221,6 +234,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         self._buffer: EventBuffer | None = None
         self._manager: ChannelManager | None = None
         self._builder: RecordBuilder | None = None
+        self._native: NativeRecords | None = None
         self._offsets: dict[str, Mapping[str, Any]] = {}
         self._states: dict[int, _SessionState] = {}
         self._pending: list[Polled] = []
@@ -272,6 +286,10 @@ class GenesysNotificationsSourceTask(SourceTask):
                     self._offsets[topic] = committed
         self._states = {p.index: _SessionState() for p in plans}
         self._subscribed = frozenset(t for p in plans for t in p.topics)
+        extension = native.extension()
+        native.log_once(ctx.logger)
+        if extension is not None:
+            self._native = NativeRecords(extension, self._builder, self._subscribed)
         self._buffer = EventBuffer(config.buffer_capacity)
         client = ChannelsClient(
             hosts.api,
@@ -333,18 +351,69 @@ class GenesysNotificationsSourceTask(SourceTask):
         assert ctx is not None and self._buffer is not None and self._config is not None
         records, self._pending = self._pending, []
         frames = self._buffer.drain(self._config.poll_max_records, 0 if records else timeout_s)
+        if self._native is not None:
+            self._native_frames(frames, records)
+            self._publish_gauges()
+            return records
         for frame in frames:
             if frame.source.startswith(CONTROL_PREFIX):
                 self._control(frame, records)
-                continue
-            try:
-                self._frame(frame, records)
-            except Exception as exc:  # a plugin bug must cost this frame only, not the stream
-                ctx.logger.exception("cannot handle a frame from %s", frame.source)
-                reason = f"cannot handle the frame: {type(exc).__name__}: {exc}"
-                records.append(self._malformed(frame, events.bounded_text(reason), exc))
+            else:
+                self._data_frame(frame, records)
         self._publish_gauges()
         return records
+
+    def _data_frame(self, frame: Frame, out: list[Polled]) -> None:
+        try:
+            self._frame(frame, out)
+        except Exception as exc:  # a plugin bug must cost this frame only, not the stream
+            assert self._ctx is not None
+            self._ctx.logger.exception("cannot handle a frame from %s", frame.source)
+            reason = f"cannot handle the frame: {type(exc).__name__}: {exc}"
+            out.append(self._malformed(frame, events.bounded_text(reason), exc))
+
+    def _native_frames(self, frames: list[Frame], out: list[Polled]) -> None:
+        """:meth:`poll`'s loop on the native path: each run of data frames between control
+        frames is built in one native call; a frame it leaves (``None``: not plainly an event,
+        or received while a rotation's duplicates are being dropped) takes :meth:`_frame`,
+        with the per-socket bookkeeping brought up to date first, so nothing is reordered."""
+        assert self._native is not None
+        start, count = 0, len(frames)
+        while start < count:
+            frame = frames[start]
+            if frame.source.startswith(CONTROL_PREFIX):
+                self._control(frame, out)
+                start += 1
+                continue
+            end = start + 1
+            while end < count and not frames[end].source.startswith(CONTROL_PREFIX):
+                end += 1
+            run = frames[start:end] if start or end < count else frames
+            start = end
+            try:
+                built = self._native.build(run)
+            except Exception:  # the native path must never cost a frame: Python decides
+                assert self._ctx is not None
+                self._ctx.logger.exception("native record path failed; using the Python path")
+                built = [None] * len(run)
+            passes = self._dedupe.passes
+            # The duplicate filter's window is a time: if the run's earliest frame passes, all do.
+            quiet = passes(min(map(_RECEIVED_NS, run)) // 1_000_000)
+            offsets, subscribed = self._offsets, self._subscribed
+            for frame, record in zip(run, built, strict=True):
+                if (
+                    record is None
+                    or not (quiet or passes(frame.received_ns // 1_000_000))
+                    or record.source_partition["topic"] not in subscribed  # type: ignore[index]
+                ):
+                    self._data_frame(frame, out)  # Python decides, with its reason
+                    continue
+                offset = cast(dict[str, Any], record.source_offset)
+                session, state, sock = self._received(frame)
+                if sock is not None:
+                    self._delivered(session, state, sock, frame.source, offset)
+                offsets[record.source_partition["topic"]] = offset  # type: ignore[index]
+                out.append(record)
 
     def _publish_gauges(self) -> None:
         """The streaming gauges every WebSocket source shares (docs/OPERATIONS.md), at most
@@ -387,13 +456,7 @@ class GenesysNotificationsSourceTask(SourceTask):
         ctx, manager, builder = self._ctx, self._manager, self._builder
         assert ctx is not None and manager is not None and builder is not None
         received_ms = frame.received_ns // 1_000_000
-        session = manager.session_of(frame.source)
-        state = self._states.get(session.index) if session else None
-        sock = state.sockets.get(frame.source) if state else None
-        if sock is not None:
-            sock.received_ms = received_ms
-            if frame.sent_after_ns is not None:
-                sock.pinged(frame.sent_after_ns)
+        session, state, sock = self._received(frame)
         classified = events.classify(frame.payload)
         kind = classified.kind
         if kind is FrameKind.EVENT:
@@ -449,6 +512,21 @@ class GenesysNotificationsSourceTask(SourceTask):
             ctx.logger.info(
                 "channel %d: %s frame: %s", session.index, kind.value, classified.message
             )
+
+    def _received(
+        self, frame: Frame
+    ) -> tuple[ChannelSession | None, _SessionState | None, _Socket | None]:
+        """Note a data frame on its socket (receive time, the ping bound it carries): the
+        bookkeeping of every frame, on the Python path and the native one alike."""
+        assert self._manager is not None
+        session = self._manager.session_of(frame.source)
+        state = self._states.get(session.index) if session else None
+        sock = state.sockets.get(frame.source) if state else None
+        if sock is not None:
+            sock.received_ms = frame.received_ns // 1_000_000
+            if frame.sent_after_ns is not None:
+                sock.pinged(frame.sent_after_ns)
+        return session, state, sock
 
     def _delivered(
         self,

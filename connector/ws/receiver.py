@@ -573,7 +573,7 @@ class WebSocketReceiver:
                 self._ws = None
             self._connected = False
             self.connected_since = None
-            ws.shutdown()
+            _close(ws)
 
     def _connected_session(self, ws: websocket.WebSocket, redacted: str) -> _SessionEnd:
         reader = FrameReader.of(ws)
@@ -796,3 +796,15 @@ class WebSocketReceiver:
     def __repr__(self) -> str:
         state = "connected" if self._connected else "disconnected"
         return f"<WebSocketReceiver {self.name} {state} frames={self.frames}>"
+
+
+def _close(ws: websocket.WebSocket) -> None:
+    """End a connection with the close handshake when it is still open, so that the server
+    knows it is closed before anything that follows (a rotation freeing its slot creates the
+    next channel at once, and Genesys evicts channels it still believes in use); then drop it."""
+    if ws.connected:
+        try:
+            ws.close(timeout=0.5)  # sends close, waits (bounded) for the server's close frame
+        except Exception as exc:  # already gone: nothing to tell the server
+            logger.debug("close handshake failed: %s", exc)
+    ws.shutdown()

@@ -183,7 +183,7 @@ def test_connectors_sharing_an_oauth_client_share_its_20_channels_and_never_evic
     # every channel rotates at once (socket_closing everywhere, a long lead so all 19
     # rotations fit): the one headroom channel is shared, so at most 20 exist at any time
     wait_until(lambda: view.sync() is not None and len(view.events()) >= 30, 60, "events")
-    sim.faults.socket_closing(None, lead_s=15.0)
+    sim.faults.socket_closing(None, lead_s=30.0)
     for name, count in expected.items():
         wait_until(
             lambda name=name, count=count: (

@@ -195,6 +195,9 @@ def test_sigkill_during_a_stream_loses_and_duplicates_nothing(
                 datagen_partitions=len(streams),
                 datagen_records_per_second=2000,
                 datagen_batch_size=100,
+                # a transaction is open nearly all the time, so that every kill lands in one
+                transaction_boundary="interval",
+                transaction_boundary_interval_ms=500,
             )
         ],
     )

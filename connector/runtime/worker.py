@@ -407,22 +407,7 @@ class Worker:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        runners = [
-            slot.runner
-            for runtime in self._connectors.values()
-            for slot in runtime.slots
-            if slot.runner is not None
-        ]
-        for runner in runners:
-            runner.request_stop()
-        # a runner bounds its own stop by offset.flush.timeout.ms; wait a little longer
-        grace = max(
-            self.config.task_shutdown_graceful_timeout_ms, self.config.offset_flush_timeout_ms
-        )
-        deadline = time.monotonic() + grace / 1000.0 + 5.0
-        for runner in runners:
-            if not runner.join(max(0.0, deadline - time.monotonic())):
-                logger.error("task %s did not stop in time", runner.thread.name)
+        self._stop_slots([slot for runtime in self._connectors.values() for slot in runtime.slots])
         for runtime in self._connectors.values():
             try:
                 runtime.instance.stop()
@@ -705,6 +690,7 @@ class Worker:
         runners = [slot.runner for slot in slots if slot.runner is not None]
         for runner in runners:
             runner.request_stop()
+        # a runner bounds its own stop by offset.flush.timeout.ms; wait a little longer
         grace = max(
             self.config.task_shutdown_graceful_timeout_ms, self.config.offset_flush_timeout_ms
         )

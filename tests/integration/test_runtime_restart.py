@@ -53,7 +53,7 @@ def test_a_restarted_worker_resumes_from_the_committed_offsets(
                 topic,
                 datagen_count=count,
                 datagen_partitions=2,
-                datagen_records_per_second=2000,
+                datagen_records_per_second=500,  # slow enough that the stop lands midway
                 datagen_batch_size=50,
             )
         ],
